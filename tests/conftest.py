@@ -1,0 +1,45 @@
+"""Shared fixtures: seeded tiny generators that make every test run in seconds on a CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from draggan_widget.gan.stylegan2 import Generator
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_generator(
+    *, img_resolution: int = 32, w_dim: int = 16, c_dim: int = 0, seed: int = 0, **synthesis
+) -> Generator:
+    """A random generator whose every parameter matters (noise strengths and biases non-zero)."""
+    torch.manual_seed(seed)
+    G = Generator(
+        z_dim=w_dim,
+        c_dim=c_dim,
+        w_dim=w_dim,
+        img_resolution=img_resolution,
+        img_channels=3,
+        mapping_kwargs={"num_layers": 2},
+        synthesis_kwargs={"channel_base": 32 * img_resolution, "channel_max": 32, **synthesis},
+    )
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith(("noise_strength", "bias")):
+                p.add_(0.1 * torch.randn_like(p))
+        G.mapping.w_avg.normal_(0, 0.1)
+    return G.eval().requires_grad_(False)
+
+
+@pytest.fixture
+def tiny_G() -> Generator:
+    return make_generator()
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
