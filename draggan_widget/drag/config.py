@@ -1,0 +1,171 @@
+"""`DragConfig`: every hyperparameter of a drag, with the paper's defaults and its own checks.
+
+Notebook cells and the widget edit the same object between steps, so each field is checked
+on assignment too: a bad value raises at once and the old value stays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+Tracking = Literal["nearest", "subpixel"]
+PAPER_RES = 512  # the paper's radii are image pixels of a 512-px model
+MIN_R1_PX = 1.5  # smallest supervision disc: the 3x3 pixels around a handle
+MIN_R2_PX = 3.0  # smallest tracking window: a handle moves about 1 px per step
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+
+def _check_feature_res(value: Optional[int]) -> None:
+    if value is not None and (not isinstance(value, int) or value < 4 or value & (value - 1)):
+        raise ValueError(f"feature_res must be None or a power of two >= 4, got {value!r}")
+
+
+def _check_tracking(value: str) -> None:
+    if value not in ("nearest", "subpixel"):
+        raise ValueError(f"tracking must be 'nearest' or 'subpixel', got {value!r}")
+
+
+def _check_unit_interval(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+
+
+def _check_n_opt_ws(value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"n_opt_ws must be an integer >= 1, got {value!r}")
+
+
+def _check_max_steps(value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"max_steps must be an integer >= 1, got {value!r}")
+
+
+_CHECKS: dict[str, Any] = {
+    "lr": lambda v: _positive("lr", v),
+    "lambda_mask": lambda v: _non_negative("lambda_mask", v),
+    "r1": lambda v: _positive("r1", v),
+    "r2": lambda v: _positive("r2", v),
+    "feature_res": _check_feature_res,
+    "n_opt_ws": _check_n_opt_ws,
+    "truncation_psi": lambda v: _check_unit_interval("truncation_psi", v),
+    "stop_distance": lambda v: v is None or _positive("stop_distance", v),
+    "max_steps": _check_max_steps,
+    "tracking": _check_tracking,
+    "max_track_move": lambda v: v is None or _positive("max_track_move", v),
+    "template_momentum": lambda v: _check_unit_interval("template_momentum", v),
+    "slow_down": lambda v: _non_negative("slow_down", v),
+}
+
+
+@dataclass
+class DragConfig:
+    """Hyperparameters of a drag. Radii are image pixels of a 512-px model (the paper's unit).
+
+    The defaults are ours (see ``preset``); ``DragConfig.paper()`` is the paper's algorithm,
+    kept for A/B comparisons. Copy with a change: ``dataclasses.replace(cfg, r2=16)``.
+    """
+
+    lr: float = 2e-3
+    """Adam step size on the latent (paper: 2e-3 for faces, 1e-3 elsewhere)."""
+    lambda_mask: float = 20.0
+    """Weight of the loss that keeps features outside the editable mask fixed (paper: 20)."""
+    r1: float = 3.0
+    """Motion-supervision radius around each handle (paper: 3 px at 512)."""
+    r2: float = 12.0
+    """Point-tracking search radius (paper: 12 px at 512)."""
+    feature_res: Optional[int] = None
+    """Side of the supervised feature map; None = image side / 4, within [32, 128]."""
+    w_plus: bool = True
+    """Optimise a separate style per layer (W+) instead of one shared w (W)."""
+    n_opt_ws: int = 6
+    """Only the first this-many style vectors move (paper: 6, the coarse layers)."""
+    truncation_psi: float = 0.7
+    """Truncation of the latent drawn from a seed."""
+    stop_distance: Optional[float] = None
+    """A handle stops within this many px of its target; None = 1 px, 2 px above 5 points."""
+    max_steps: int = 300
+    """`DragSession.run` gives up after this many steps."""
+    seed: int = 0
+    """Seed of the image when the session draws its own latent."""
+    tracking: Tracking = "subpixel"
+    """'nearest': the paper's nearest-neighbour search; 'subpixel': refined by a quadratic fit."""
+    max_track_move: Optional[float] = 2.0
+    """Tracking may move a handle at most this many px per step (None: anywhere within r2)."""
+    template_momentum: float = 0.0
+    """Blend the tracked feature into the handle template when confident (0 = fixed, paper)."""
+    slow_down: float = 1.0
+    """Within this many px of the target, the supervision shift shrinks with the distance."""
+    preset: str = "default"
+    """Name of the preset these values came from (informational)."""
+
+    def __post_init__(self) -> None:
+        for name in _CHECKS:
+            _CHECKS[name](getattr(self, name))
+        self._check_radii(self.r1, self.r2)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _CHECKS:
+            _CHECKS[name](value)
+        if name in ("r1", "r2") and "r2" in self.__dict__:
+            r1 = value if name == "r1" else self.r1
+            r2 = value if name == "r2" else self.r2
+            self._check_radii(r1, r2)
+        if name in ("w_plus",) and not isinstance(value, bool):
+            raise ValueError(f"w_plus must be True or False, got {value!r}")
+        if name == "seed" and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ValueError(f"seed must be an integer, got {value!r}")
+        super().__setattr__(name, value)
+
+    @staticmethod
+    def _check_radii(r1: float, r2: float) -> None:
+        if not r1 <= r2:
+            raise ValueError(
+                f"need r1 <= r2 (supervise inside the tracked area), got r1={r1}, r2={r2}"
+            )
+
+    @classmethod
+    def paper(cls, **changes: Any) -> DragConfig:
+        """The algorithm exactly as the DragGAN paper and its release run it."""
+        base = dict(tracking="nearest", max_track_move=None, template_momentum=0.0, slow_down=0.0)
+        return cls(**{**base, "preset": "paper", **changes})
+
+    def asdict(self) -> dict[str, Any]:
+        """The fields as a plain dict (for JSON)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+
+    def radii_px(self, img_resolution: int) -> tuple[float, float]:
+        """``(r1, r2)`` in pixels of an ``img_resolution`` image.
+
+        They scale with the image side, but never shrink below what one feature pixel
+        needs: at 64 px the paper's r1 would be 0.4 px, a disc with no pixel in it.
+        """
+        scale = img_resolution / PAPER_RES
+        return max(self.r1 * scale, MIN_R1_PX), max(self.r2 * scale, MIN_R2_PX)
+
+    def feature_side(self, img_resolution: int) -> int:
+        """Side of the feature map the drag supervises, for an ``img_resolution`` model."""
+        if self.feature_res is not None:
+            if self.feature_res > img_resolution:
+                raise ValueError(
+                    f"feature_res={self.feature_res} exceeds the image side {img_resolution}"
+                )
+            return self.feature_res
+        return min(max(img_resolution // 4, 32), 128, img_resolution)
+
+    def stop_px(self, n_points: int) -> float:
+        """Distance at which a handle counts as arrived (paper: 1 px, 2 px above 5 points)."""
+        if self.stop_distance is not None:
+            return float(self.stop_distance)
+        return 1.0 if n_points <= 5 else 2.0

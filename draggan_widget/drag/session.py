@@ -1,0 +1,493 @@
+"""`DragSession`: the state of one image being edited, and the DragGAN step.
+
+A session owns the latent, the points, the mask and the undo history. ``step()`` runs one
+motion-supervision step and one tracking step; ``run()`` repeats it. It knows nothing of
+threads or widgets: the widget's runner, notebooks, tests and benchmarks all drive it the
+same way. Every public method holds one lock, so a worker thread stepping and a UI thread
+reading never see half an update.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..gan.stylegan2 import Generator, SynthesisState
+from .config import DragConfig
+from .supervision import (
+    disc_offsets,
+    downsample_mask,
+    fixed_region_loss,
+    motion_loss,
+    sample_features,
+    shift_vectors,
+)
+from .tracking import track_points
+
+Point = tuple[float, float]
+PointsLike = Sequence[Sequence[float]]
+
+
+@dataclass
+class StepResult:
+    """What one step did: where the handles are now and how far they still have to go."""
+
+    step: int
+    points: list[Point]  # tracked handle positions (x, y), in the image the step saw
+    targets: list[Point]
+    distances: list[float]  # px from each handle to its target
+    loss: float
+    done: bool  # every handle within the stop distance; the latent did not move
+    image: Optional[np.ndarray] = None  # uint8 H x W x 3, when the step was asked to render
+    ms: float = 0.0
+
+
+@dataclass
+class _Snapshot:
+    """What undo restores: the latent and the points (the mask is the user's, kept as is)."""
+
+    ws: Tensor
+    handles: list[Point]
+    targets: list[Point]
+
+
+@dataclass
+class _Drag:
+    """The optimisation of the drag in progress, built at its first step."""
+
+    param: Tensor  # [1, n, w_dim] (W+) or [1, 1, w_dim] (W), requires grad
+    fixed: Tensor  # [1, L - n, w_dim] styles that do not move
+    n_opt: int
+    w_plus: bool
+    feature_side: int
+    feat0: Tensor  # [1, C, h, w] features when the drag started
+    templates: Tensor  # [K, C] each handle's feature when the drag started
+    optimizer: torch.optim.Optimizer
+    trace: list[StepResult] = field(default_factory=list)
+
+    def ws(self) -> Tensor:
+        head = self.param if self.w_plus else self.param.expand(-1, self.n_opt, -1)
+        return torch.cat([head, self.fixed], dim=1)
+
+
+def pick_device(device: Union[str, torch.device, None] = None) -> torch.device:
+    """The given device, else CUDA, else Apple's MPS, else the CPU."""
+    if device is not None:
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device='cuda' was asked for, but PyTorch sees no CUDA GPU here")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def to_uint8(img: Tensor) -> np.ndarray:
+    """``[1, 3, H, W]`` in [-1, 1] -> ``H x W x 3`` uint8, rounded as NVIDIA's tools do."""
+    img = (img[0].detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return img.permute(1, 2, 0).cpu().numpy()
+
+
+class DragSession:
+    """Drag points on one generated image.
+
+    Args:
+        G: a StyleGAN2 generator (see `load_generator`).
+        seed: draw the latent from this seed (default ``config.seed``).
+        w: or start from this latent: ``[w_dim]``, ``[1, w_dim]``, ``[num_ws, w_dim]`` or
+            ``[1, num_ws, w_dim]``.
+        config: hyperparameters; edited in place between steps if you like.
+        device: None picks CUDA, then MPS, then CPU. The generator is moved there.
+        c: class label ``[1, c_dim]`` for conditional generators (default: class 0).
+    """
+
+    def __init__(
+        self,
+        G: Generator,
+        *,
+        seed: Optional[int] = None,
+        w: Optional[Tensor] = None,
+        config: Optional[DragConfig] = None,
+        device: Union[str, torch.device, None] = None,
+        c: Optional[Tensor] = None,
+    ) -> None:
+        self.config = config if config is not None else DragConfig()
+        self.device = pick_device(device)
+        self.G = G.to(self.device).eval().requires_grad_(False)
+        self.resolution: int = G.img_resolution
+        self._c = self._label(c)
+        self._lock = threading.RLock()
+        self._mask: Optional[np.ndarray] = None
+        self._undo: list[_Snapshot] = []
+        self._redo: list[_Snapshot] = []
+        self._drag: Optional[_Drag] = None
+        self._handles: list[Point] = []
+        self._targets: list[Point] = []
+        self.step_count = 0
+        self.seed: Optional[int] = None
+        if w is None:
+            self.seed = self.config.seed if seed is None else seed
+            self._ws = self._ws_from_seed(self.seed)
+        else:
+            self._ws = self._check_latent(w)
+        self._ws_initial = self._ws.clone()
+
+    # ----------------------------------------------------------------- latents
+
+    def _label(self, c: Optional[Tensor]) -> Optional[Tensor]:
+        if self.G.c_dim == 0:
+            return None
+        if c is None:
+            c = torch.zeros(1, self.G.c_dim)
+            c[0, 0] = 1
+        if tuple(c.shape) != (1, self.G.c_dim):
+            raise ValueError(f"c must have shape [1, {self.G.c_dim}], got {list(c.shape)}")
+        return c.to(self.device)
+
+    def _ws_from_seed(self, seed: int) -> Tensor:
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        gen = torch.Generator().manual_seed(int(seed))
+        z = torch.randn(1, self.G.z_dim, generator=gen).to(self.device)
+        with torch.no_grad():
+            return self.G.mapping(z, self._c, truncation_psi=self.config.truncation_psi)
+
+    def _check_latent(self, w: Tensor) -> Tensor:
+        L, D = self.G.num_ws, self.G.w_dim
+        w = torch.as_tensor(w, dtype=torch.float32)
+        if w.shape == (D,) or w.shape == (1, D):
+            w = w.reshape(1, 1, D).repeat(1, L, 1)
+        elif w.shape == (L, D):
+            w = w[None]
+        if tuple(w.shape) != (1, L, D):
+            raise ValueError(
+                f"latent must have shape [{D}], [1, {D}], [{L}, {D}] or [1, {L}, {D}] "
+                f"for this generator, got {list(w.shape)}"
+            )
+        if not torch.isfinite(w).all():
+            raise ValueError("latent contains NaN or infinity")
+        return w.detach().clone().to(self.device)
+
+    @property
+    def ws(self) -> Tensor:
+        """The current latent, ``[1, num_ws, w_dim]`` (a copy)."""
+        with self._lock:
+            return self._ws.clone()
+
+    def set_seed(self, seed: int) -> None:
+        """Start over from a new image: the seed's latent, no points, no history."""
+        with self._lock:
+            ws = self._ws_from_seed(seed)
+            self._start_over(ws)
+            self.seed = int(seed)
+
+    def set_latent(self, w: Tensor) -> None:
+        """Start over from a given latent (e.g. a projected photo): no points, no history."""
+        with self._lock:
+            self._start_over(self._check_latent(w))
+            self.seed = None
+
+    def _start_over(self, ws: Tensor) -> None:
+        self._ws, self._ws_initial = ws, ws.clone()
+        self._handles, self._targets = [], []
+        self._undo.clear()
+        self._redo.clear()
+        self._drag = None
+        self.step_count = 0
+
+    # ------------------------------------------------------------ points, mask
+
+    @property
+    def handles(self) -> list[Point]:
+        with self._lock:
+            return list(self._handles)
+
+    @property
+    def targets(self) -> list[Point]:
+        with self._lock:
+            return list(self._targets)
+
+    @property
+    def mask(self) -> Optional[np.ndarray]:
+        """``H x W`` bool, True where the image may change; None = everywhere."""
+        with self._lock:
+            return None if self._mask is None else self._mask.copy()
+
+    def _check_points(self, points: PointsLike, what: str) -> list[Point]:
+        arr = np.asarray(points, dtype=np.float64)
+        if arr.size == 0:
+            return []
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            raise ValueError(f"{what} must be a list of (x, y) pairs, got shape {list(arr.shape)}")
+        size = self.resolution
+        bad = ~np.isfinite(arr).all(axis=1) | (arr < 0).any(axis=1) | (arr > size).any(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{what}[{i}] = {tuple(arr[i])} is off the image; x and y must lie in [0, {size}]"
+            )
+        return [(float(x), float(y)) for x, y in arr]
+
+    def set_points(self, handles: PointsLike, targets: PointsLike) -> None:
+        """Set handle points and their targets, ``(x, y)`` in image pixels.
+
+        Raises:
+            ValueError: unequal counts, a point off the image; the session is unchanged.
+        """
+        h = self._check_points(handles, "handles")
+        t = self._check_points(targets, "targets")
+        if len(h) != len(t):
+            raise ValueError(
+                f"need one target per handle, got {len(h)} handles and {len(t)} targets"
+            )
+        with self._lock:
+            self._handles, self._targets = h, t
+            self._drag = None
+
+    def set_mask(self, mask: Optional[np.ndarray]) -> None:
+        """Restrict the change to a region: ``H x W`` bool or 0/1 array, True = may change.
+
+        Raises:
+            ValueError: wrong shape, or no pixel may change; the session is unchanged.
+        """
+        if mask is not None:
+            arr = np.asarray(mask)
+            size = self.resolution
+            if arr.shape != (size, size):
+                raise ValueError(f"mask must have shape ({size}, {size}), got {arr.shape}")
+            arr = arr.astype(bool) if arr.dtype == bool else np.asarray(arr, dtype=np.float64) > 0.5
+            if not arr.any():
+                raise ValueError(
+                    "the mask marks no pixel as editable; nothing could move (use None for all)"
+                )
+            mask = arr.copy()
+        with self._lock:
+            self._mask = mask
+            self._drag = None
+
+    # -------------------------------------------------------------------- step
+
+    def _features(self, ws: Tensor, side: int) -> SynthesisState:
+        return self.G.synthesis.begin(ws, until_res=side, noise_mode="const", force_fp32=True)
+
+    def _start_drag(self) -> _Drag:
+        cfg = self.config
+        n_opt = min(cfg.n_opt_ws, self.G.num_ws)
+        side = cfg.feature_side(self.resolution)
+        ws = self._ws
+        with torch.no_grad():
+            feat0 = self._features(ws, side).x
+            handles = torch.tensor(self._handles, dtype=torch.float32, device=self.device)
+            templates = sample_features(feat0, handles, self.resolution)
+        param = (ws[:, :n_opt] if cfg.w_plus else ws[:, :1]).clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([param], lr=cfg.lr)
+        return _Drag(
+            param, ws[:, n_opt:].clone(), n_opt, cfg.w_plus, side, feat0, templates, optimizer
+        )
+
+    def _drag_for_step(self) -> tuple[_Drag, bool]:
+        """The drag in progress, or a new one after any edit; True when it is new."""
+        cfg = self.config
+        drag = self._drag
+        shape = (cfg.w_plus, min(cfg.n_opt_ws, self.G.num_ws), cfg.feature_side(self.resolution))
+        if drag is not None and (drag.w_plus, drag.n_opt, drag.feature_side) != shape:
+            drag = self._start_drag()  # the optimised variables changed shape: rebuild them
+        is_new = drag is None
+        if is_new:
+            drag = self._start_drag()
+        for group in drag.optimizer.param_groups:
+            group["lr"] = cfg.lr
+        return drag, is_new
+
+    def step(self, *, render: bool = True) -> StepResult:
+        """One tracking step and one motion-supervision step.
+
+        The returned points and image are those of the latent the step started from (the
+        image the handles were tracked in); the latent then takes one Adam step, unless
+        every handle has arrived.
+
+        Args:
+            render: also synthesise the image (skip it when only positions matter).
+
+        Raises:
+            ValueError: no points are set.
+            FloatingPointError: the loss or gradient is not finite (lower ``lr``).
+            In every case the session is left exactly as it was.
+        """
+        with self._lock:
+            if not self._handles:
+                raise ValueError("set at least one handle and target with set_points() first")
+            t0 = time.perf_counter()
+            cfg = self.config
+            drag, is_new = self._drag_for_step()
+            handles, targets, loss, done, state, ws = self._supervise(drag, cfg)
+            image = None
+            if render:
+                with torch.no_grad():
+                    image = to_uint8(self.G.synthesis.finish(ws.detach(), state, force_fp32=True))
+            if not done:
+                drag.optimizer.step()
+            if is_new:  # an undo point: the state before this drag
+                self._undo.append(self._snapshot())
+                self._redo.clear()
+            self._drag = drag
+            self._ws = drag.ws().detach().clone()
+            self._handles = [(float(x), float(y)) for x, y in handles.tolist()]
+            self.step_count += 1
+            dist = (targets - handles).norm(dim=1).tolist()
+            result = StepResult(
+                self.step_count,
+                list(self._handles),
+                list(self._targets),
+                dist,
+                float(loss),
+                done,
+                image,
+                (time.perf_counter() - t0) * 1000,
+            )
+            drag.trace.append(result)
+            return result
+
+    def _supervise(self, drag: _Drag, cfg: DragConfig) -> tuple:
+        """Forward to the feature block, track, and back-propagate the loss (no update yet)."""
+        size = self.resolution
+        r1, r2 = cfg.radii_px(size)
+        handles = torch.tensor(self._handles, dtype=torch.float32, device=self.device)
+        targets = torch.tensor(self._targets, dtype=torch.float32, device=self.device)
+        drag.optimizer.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            ws = drag.ws()
+            state = self._features(ws, drag.feature_side)
+            feat = state.x
+            with torch.no_grad():
+                handles, _ = track_points(
+                    feat,
+                    drag.templates,
+                    handles,
+                    radius=r2,
+                    img_size=size,
+                    subpixel=cfg.tracking == "subpixel",
+                    max_move=cfg.max_track_move,
+                )
+            active = (targets - handles).norm(dim=1) > cfg.stop_px(len(self._handles))
+            done = not bool(active.any())
+            loss = torch.zeros((), device=self.device)
+            if not done:
+                shifts = shift_vectors(handles, targets, slow_down=cfg.slow_down)
+                offsets = disc_offsets(r1, device=self.device)
+                loss = motion_loss(feat, handles, shifts, offsets, img_size=size, active=active)
+                if self._mask is not None and cfg.lambda_mask > 0:
+                    editable = downsample_mask(
+                        torch.from_numpy(self._mask).to(self.device), feat.shape[-1]
+                    )
+                    loss = loss + cfg.lambda_mask * fixed_region_loss(feat, drag.feat0, editable)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"the drag loss is {loss.item()}; lower lr (now {cfg.lr})"
+                    )
+                loss.backward()
+                if not torch.isfinite(drag.param.grad).all():
+                    drag.optimizer.zero_grad(set_to_none=True)
+                    raise FloatingPointError(
+                        f"the latent's gradient is not finite; lower lr (now {cfg.lr})"
+                    )
+        state = SynthesisState(state.x.detach(), state.img.detach(), state.res)
+        return handles, targets, loss.detach(), done, state, ws
+
+    def run(
+        self,
+        max_steps: Optional[int] = None,
+        callback: Optional[Callable[[StepResult], Optional[bool]]] = None,
+        *,
+        render: bool = False,
+    ) -> StepResult:
+        """Step until every handle arrives, ``max_steps`` (default ``config.max_steps``) pass,
+        or ``callback(result)`` returns False.
+
+        Returns:
+            The last step's result.
+        """
+        limit = self.config.max_steps if max_steps is None else max_steps
+        if limit < 1:
+            raise ValueError(f"max_steps must be >= 1, got {limit}")
+        result = self.step(render=render)
+        for _ in range(limit - 1):
+            if result.done or (callback is not None and callback(result) is False):
+                return result
+            result = self.step(render=render)
+        if callback is not None and not result.done:
+            callback(result)
+        return result
+
+    @property
+    def trace(self) -> list[StepResult]:
+        """The results of the steps of the current (or last) drag, in order."""
+        with self._lock:
+            return [] if self._drag is None else list(self._drag.trace)
+
+    # ------------------------------------------------------------------ images
+
+    def image(self) -> np.ndarray:
+        """The current latent's image, uint8 ``H x W x 3``."""
+        with self._lock, torch.no_grad():
+            img = self.G.synthesis(self._ws, noise_mode="const", force_fp32=True)
+            return to_uint8(img)
+
+    # ----------------------------------------------------------------- history
+
+    @property
+    def can_undo(self) -> bool:
+        with self._lock:
+            return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        with self._lock:
+            return bool(self._redo)
+
+    def _snapshot(self) -> _Snapshot:
+        return _Snapshot(self._ws.clone(), list(self._handles), list(self._targets))
+
+    def _restore(self, snap: _Snapshot) -> None:
+        self._ws = snap.ws.clone()
+        self._handles, self._targets = list(snap.handles), list(snap.targets)
+        self._drag = None
+
+    def undo(self) -> bool:
+        """Go back to before the last drag (latent and points). False if there is none."""
+        with self._lock:
+            if not self._undo:
+                return False
+            self._redo.append(self._snapshot())
+            self._restore(self._undo.pop())
+            return True
+
+    def redo(self) -> bool:
+        """Re-apply the drag that `undo` took back. False if there is none."""
+        with self._lock:
+            if not self._redo:
+                return False
+            self._undo.append(self._snapshot())
+            self._restore(self._redo.pop())
+            return True
+
+    def reset(self) -> None:
+        """Back to the starting latent, with the points as they were before the first drag.
+
+        Undoable: the state before the reset goes on the undo stack.
+        """
+        with self._lock:
+            first = self._undo[0] if self._undo else self._snapshot()
+            self._undo.append(self._snapshot())
+            self._redo.clear()
+            self._restore(_Snapshot(self._ws_initial, first.handles, first.targets))

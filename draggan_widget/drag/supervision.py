@@ -1,0 +1,119 @@
+"""Motion supervision and the fixed-region loss: pure tensor functions, no state.
+
+Features are sampled where they are needed with ``grid_sample`` instead of upsampling the
+whole map to image resolution (the official release does that every step). Sampling at
+normalised coordinates with ``align_corners=False`` is exactly the bilinear upsampling the
+release uses, so both give the same values at the same image-pixel positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def to_grid(xy: Tensor, img_size: int) -> Tensor:
+    """Image coordinates ``(x, y)`` -> ``grid_sample`` coordinates in [-1, 1].
+
+    Image coordinates are continuous, as in PIL and canvas mouse events: pixel ``i`` covers
+    ``[i, i + 1)`` and its centre is ``i + 0.5``.
+    """
+    return xy * (2.0 / img_size) - 1.0
+
+
+def sample_features(feat: Tensor, xy: Tensor, img_size: int) -> Tensor:
+    """Bilinear feature values at image-pixel positions.
+
+    Args:
+        feat: ``[1, C, h, w]`` feature map covering the whole image.
+        xy: ``[..., 2]`` positions ``(x, y)`` in pixels of an ``img_size`` image.
+        img_size: side of the image the positions refer to.
+
+    Returns:
+        ``[..., C]``.
+    """
+    grid = to_grid(xy, img_size).reshape(1, -1, 1, 2).to(feat.dtype)
+    out = F.grid_sample(feat, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[0, :, :, 0].t().reshape(*xy.shape[:-1], feat.shape[1])  # [..., C]
+
+
+def disc_offsets(radius: float, *, device: torch.device | None = None) -> Tensor:
+    """Integer ``(x, y)`` offsets strictly inside a disc of ``radius`` pixels, ``[M, 2]``."""
+    r = math.ceil(radius)
+    ax = torch.arange(-r, r + 1, dtype=torch.float32, device=device)
+    grid = torch.stack(torch.meshgrid(ax, ax, indexing="xy"), dim=-1).reshape(-1, 2)
+    return grid[grid.norm(dim=1) < radius]
+
+
+def shift_vectors(handles: Tensor, targets: Tensor, *, slow_down: float = 0.0) -> Tensor:
+    """Per-handle supervision shift ``d``: a unit step toward the target.
+
+    With ``slow_down > 0`` the step shrinks to ``distance / slow_down`` within ``slow_down``
+    pixels of the target, so a handle does not overshoot and oscillate around it.
+
+    Args:
+        handles: ``[K, 2]`` current handle positions.
+        targets: ``[K, 2]`` target positions.
+
+    Returns:
+        ``[K, 2]``.
+    """
+    delta = targets - handles
+    dist = delta.norm(dim=1, keepdim=True)
+    unit = delta / dist.clamp_min(1e-7)
+    if slow_down > 0:
+        return unit * (dist / slow_down).clamp(max=1.0)
+    return unit
+
+
+def motion_loss(
+    feat: Tensor,
+    handles: Tensor,
+    shifts: Tensor,
+    offsets: Tensor,
+    *,
+    img_size: int,
+    active: Tensor,
+) -> Tensor:
+    """L1 between ``sg(F(q))`` and ``F(q + d)`` for ``q`` in a disc around each active handle.
+
+    The gradient moves the content at ``q`` toward ``q + d``: the handle follows its target.
+    All handles are sampled in one ``grid_sample`` call.
+
+    Args:
+        feat: ``[1, C, h, w]`` features with gradients.
+        handles: ``[K, 2]`` handle positions (image px).
+        shifts: ``[K, 2]`` shift per handle (see `shift_vectors`).
+        offsets: ``[M, 2]`` disc offsets (see `disc_offsets`).
+        img_size: image side the positions refer to.
+        active: ``[K]`` bool; arrived handles contribute nothing.
+
+    Returns:
+        Scalar: sum over active handles of the mean absolute difference.
+    """
+    q = handles[:, None, :] + offsets[None, :, :]  # [K, M, 2]
+    both = torch.cat([q, q + shifts[:, None, :]], dim=1)  # [K, 2M, 2]
+    sampled = sample_features(feat, both, img_size)  # [K, 2M, C]
+    m = offsets.shape[0]
+    here, there = sampled[:, :m].detach(), sampled[:, m:]
+    per_handle = (there - here).abs().mean(dim=(1, 2))  # [K]
+    return (per_handle * active.to(per_handle.dtype)).sum()
+
+
+def downsample_mask(mask: Tensor, side: int) -> Tensor:
+    """``[H, W]`` editable-region mask (1 = may change) -> ``[1, 1, side, side]`` area average."""
+    return F.interpolate(mask[None, None].float(), size=(side, side), mode="area")
+
+
+def fixed_region_loss(feat: Tensor, feat0: Tensor, editable: Tensor) -> Tensor:
+    """Mean ``|F - F0|`` outside the editable region (the paper's mask term, unweighted).
+
+    Args:
+        feat: ``[1, C, h, w]`` current features.
+        feat0: ``[1, C, h, w]`` features when the drag started.
+        editable: ``[1, 1, h, w]`` in [0, 1], 1 = may change.
+    """
+    return ((feat - feat0) * (1.0 - editable)).abs().mean()

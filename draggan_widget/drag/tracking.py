@@ -1,0 +1,83 @@
+"""Point tracking: find each handle's feature again after the latent moved. No state."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .supervision import sample_features
+
+
+def window_offsets(radius: float, *, device: torch.device | None = None) -> Tensor:
+    """Integer offsets of the square search window ``|dx|, |dy| <= round(radius)``, ``[S*S, 2]``.
+
+    Row-major (y outer, x inner), so the distances reshape to ``[K, S, S]``.
+    """
+    r = max(int(round(radius)), 1)
+    ax = torch.arange(-r, r + 1, dtype=torch.float32, device=device)
+    return torch.stack(torch.meshgrid(ax, ax, indexing="xy"), dim=-1).reshape(-1, 2)
+
+
+def _parabola_vertex(left: Tensor, mid: Tensor, right: Tensor) -> Tensor:
+    """Sub-pixel offset of the minimum of a parabola through three equally spaced samples."""
+    curv = left - 2 * mid + right
+    delta = 0.5 * (left - right) / curv.clamp_min(1e-12)
+    return torch.where(curv > 1e-12, delta, torch.zeros_like(delta)).clamp(-0.5, 0.5)
+
+
+def track_points(
+    feat: Tensor,
+    templates: Tensor,
+    handles: Tensor,
+    *,
+    radius: float,
+    img_size: int,
+    subpixel: bool = False,
+    max_move: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Move each handle to the position in its window whose feature best matches its template.
+
+    Args:
+        feat: ``[1, C, h, w]`` current features (no gradient needed).
+        templates: ``[K, C]`` each handle's reference feature.
+        handles: ``[K, 2]`` current positions ``(x, y)`` in image coordinates.
+        radius: half side of the square search window (image px), as the paper's r2.
+        img_size: image side.
+        subpixel: refine the best grid position with a quadratic fit of the distances.
+        max_move: if set, candidates farther than this from the handle are not considered,
+            so a handle cannot jump to a look-alike feature elsewhere in the window.
+
+    Returns:
+        ``(new_handles [K, 2], match_distance [K])``, positions clamped to the image.
+    """
+    offsets = window_offsets(radius, device=feat.device)  # [S*S, 2]
+    side = int(round(offsets.shape[0] ** 0.5))
+    cand = handles[:, None, :] + offsets[None]  # [K, S*S, 2]
+    dist = (sample_features(feat, cand, img_size) - templates[:, None, :]).norm(dim=-1)
+    if max_move is not None:
+        far = offsets.norm(dim=1) > max_move + 1e-6
+        dist = dist.masked_fill(far[None], float("inf"))
+    best = dist.argmin(dim=1)  # [K]
+    new = cand[torch.arange(len(handles), device=feat.device), best]  # [K, 2]
+    best_dist = dist.gather(1, best[:, None])[:, 0]
+    if subpixel:
+        new = new + _refine(dist.reshape(-1, side, side), best, side)
+    return new.clamp(0, img_size), best_dist
+
+
+def _refine(dist: Tensor, best: Tensor, side: int) -> Tensor:
+    """Quadratic sub-pixel refinement around the argmin in each ``[S, S]`` distance grid."""
+    k = torch.arange(dist.shape[0], device=dist.device)
+    by, bx = best // side, best % side
+    mid = dist[k, by, bx]
+
+    def axis(y0: Tensor, x0: Tensor, y1: Tensor, x1: Tensor) -> Tensor:
+        inside = (x0 >= 0) & (y0 >= 0) & (x1 < side) & (y1 < side)
+        left = dist[k, y0.clamp(0, side - 1), x0.clamp(0, side - 1)]
+        right = dist[k, y1.clamp(0, side - 1), x1.clamp(0, side - 1)]
+        ok = inside & torch.isfinite(left) & torch.isfinite(right)
+        return torch.where(ok, _parabola_vertex(left, mid, right), torch.zeros_like(mid))
+
+    dx = axis(by, bx - 1, by, bx + 1)  # no refinement along an axis cut by the window edge
+    dy = axis(by - 1, bx, by + 1, bx)
+    return torch.stack([dx, dy], dim=1)

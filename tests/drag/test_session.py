@@ -1,0 +1,221 @@
+"""DragSession on tiny random generators: the drag converges, history is exact, input is checked."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_generator
+from draggan_widget.drag import DragConfig, DragSession
+
+
+@pytest.fixture(scope="module")
+def G64():
+    return make_generator(img_resolution=64, w_dim=32)
+
+
+def session(G, **cfg) -> DragSession:
+    s = DragSession(G, seed=1, config=DragConfig(lr=0.01, **cfg), device="cpu")
+    s.set_points([(20.5, 30.5)], [(30.5, 30.5)])
+    return s
+
+
+def test_drag_moves_handle_to_target(G64):
+    s = session(G64)
+    first = s.step(render=False)
+    last = s.run(max_steps=80)
+    assert last.done and last.distances[0] <= 1.0 < first.distances[0]
+    assert last.step <= 80
+
+
+def test_paper_preset_also_converges(G64):
+    s = DragSession(G64, seed=1, config=DragConfig.paper(lr=0.01), device="cpu")
+    s.set_points([(20.5, 30.5)], [(30.5, 30.5)])
+    assert s.run(max_steps=80).done
+
+
+def test_loss_decreases_along_a_drag(G64):
+    s = session(G64)
+    losses = [s.step(render=False).loss for _ in range(6)]
+    assert np.mean(losses[-3:]) < losses[0]
+
+
+def test_done_step_leaves_latent_unchanged(G64):
+    s = DragSession(G64, seed=1, config=DragConfig(lr=0.01), device="cpu")
+    s.set_points([(20.5, 30.5)], [(20.8, 30.5)])  # already within 1 px
+    before = s.ws
+    r = s.step()
+    assert r.done and r.loss == 0
+    torch.testing.assert_close(s.ws, before, rtol=0, atol=0)
+
+
+def test_stop_distance_defaults_to_paper_rule():
+    cfg = DragConfig()
+    assert cfg.stop_px(5) == 1.0 and cfg.stop_px(6) == 2.0
+    assert dataclasses.replace(cfg, stop_distance=3.0).stop_px(1) == 3.0
+
+
+def test_step_renders_the_image_the_points_were_tracked_in(G64):
+    s = session(G64)
+    before = s.image()
+    r = s.step(render=True)
+    np.testing.assert_array_equal(r.image, before)
+    assert r.image.dtype == np.uint8 and r.image.shape == (64, 64, 3)
+
+
+def test_only_first_n_opt_ws_move(G64):
+    s = session(G64, n_opt_ws=3)
+    w0 = s.ws
+    for _ in range(3):
+        s.step(render=False)
+    moved = (s.ws - w0).abs().amax(dim=2)[0]
+    assert (moved[:3] > 0).all() and (moved[3:] == 0).all()
+
+
+def test_w_mode_moves_one_shared_style(G64):
+    s = session(G64, w_plus=False, n_opt_ws=4)
+    for _ in range(3):
+        s.step(render=False)
+    ws = s.ws[0]
+    torch.testing.assert_close(ws[:4], ws[:1].expand(4, -1))
+
+
+def test_undo_redo_restore_exact_latent_and_points(G64):
+    s = session(G64)
+    w0, h0, t0 = s.ws, s.handles, s.targets
+    s.run(max_steps=5)
+    w1, h1 = s.ws, s.handles
+    assert s.can_undo and not s.can_redo
+    assert s.undo()
+    assert torch.equal(s.ws, w0) and s.handles == h0 and s.targets == t0
+    assert s.redo()
+    assert torch.equal(s.ws, w1) and s.handles == h1
+    assert not s.redo()
+
+
+def test_reset_returns_to_start_and_is_undoable(G64):
+    s = session(G64)
+    w0 = s.ws
+    s.run(max_steps=4)
+    w1 = s.ws
+    s.reset()
+    assert torch.equal(s.ws, w0) and s.handles == [(20.5, 30.5)]
+    s.undo()
+    assert torch.equal(s.ws, w1)
+
+
+def test_deterministic_on_cpu(G64):
+    a, b = session(G64), session(G64)
+    ra, rb = a.run(max_steps=6), b.run(max_steps=6)
+    assert ra.points == rb.points and torch.equal(a.ws, b.ws)
+
+
+def test_mask_keeps_fixed_region_closer_to_original(G64):
+    mask = np.zeros((64, 64), bool)
+    mask[18:44, 14:40] = True  # around the drag
+    outside = ~mask
+    change = {}
+    for name, m in (("masked", mask), ("free", None)):
+        s = session(G64, lambda_mask=50.0)
+        img0 = s.image().astype(float)
+        s.set_mask(m)
+        s.run(max_steps=30)
+        change[name] = np.abs(s.image().astype(float) - img0)[outside].mean()
+    assert change["masked"] < change["free"]
+
+
+def test_config_edits_apply_to_next_step(G64):
+    s = session(G64)
+    s.step(render=False)
+    s.config.lr = 0.05
+    s.step(render=False)
+    assert s._drag.optimizer.param_groups[0]["lr"] == 0.05
+
+
+@pytest.mark.parametrize(
+    ("handles", "targets", "match"),
+    [
+        ([(10, 10)], [(10, 10), (20, 20)], "one target per handle"),
+        ([(-1, 10)], [(10, 10)], "off the image"),
+        ([(10, 70)], [(10, 10)], "off the image"),
+        ([(10, float("nan"))], [(10, 10)], "off the image"),
+        ([(1, 2, 3)], [(1, 2, 3)], r"\(x, y\) pairs"),
+    ],
+)
+def test_bad_points_raise_and_keep_session(G64, handles, targets, match):
+    s = session(G64)
+    with pytest.raises(ValueError, match=match):
+        s.set_points(handles, targets)
+    assert s.handles == [(20.5, 30.5)]
+
+
+def test_no_points_raises(G64):
+    s = DragSession(G64, seed=0, device="cpu")
+    with pytest.raises(ValueError, match="set_points"):
+        s.step()
+
+
+@pytest.mark.parametrize(
+    ("mask", "match"),
+    [(np.ones((32, 32), bool), "shape"), (np.zeros((64, 64), bool), "no pixel")],
+)
+def test_bad_mask_raises_and_keeps_session(G64, mask, match):
+    s = session(G64)
+    with pytest.raises(ValueError, match=match):
+        s.set_mask(mask)
+    assert s.mask is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lr", 0),
+        ("lr", -1),
+        ("r1", 20.0),
+        ("n_opt_ws", 0),
+        ("truncation_psi", 2.0),
+        ("feature_res", 48),
+        ("tracking", "magic"),
+        ("max_steps", 0),
+        ("stop_distance", -1),
+    ],
+)
+def test_bad_config_values_raise_and_keep_old_value(field, value):
+    cfg = DragConfig()
+    old = getattr(cfg, field)
+    with pytest.raises(ValueError, match=field):
+        setattr(cfg, field, value)
+    assert getattr(cfg, field) == old
+    with pytest.raises(ValueError):
+        DragConfig(**{field: value})
+
+
+def test_bad_latent_shape_raises(G64):
+    with pytest.raises(ValueError, match="latent must have shape"):
+        DragSession(G64, w=torch.zeros(3, 7), device="cpu")
+
+
+def test_failed_step_leaves_session_unchanged(G64, monkeypatch):
+    import draggan_widget.drag.session as session_module
+
+    s = session(G64)
+    s.run(max_steps=2)
+    w, h, n, undo = s.ws, s.handles, s.step_count, len(s._undo)
+    adam = s._drag.optimizer.state_dict()["state"][0]["exp_avg"].clone()
+    monkeypatch.setattr(
+        session_module, "motion_loss", lambda feat, *a, **k: feat.sum() * float("nan")
+    )
+    with pytest.raises(FloatingPointError, match="lower lr"):
+        s.step(render=False)
+    assert torch.equal(s.ws, w) and s.handles == h and s.step_count == n
+    assert len(s._undo) == undo
+    torch.testing.assert_close(s._drag.optimizer.state_dict()["state"][0]["exp_avg"], adam)
+
+
+def test_latent_shapes_accepted(G64):
+    L, D = G64.num_ws, G64.w_dim
+    for w in (torch.zeros(D), torch.zeros(1, D), torch.zeros(L, D), torch.zeros(1, L, D)):
+        assert DragSession(G64, w=w, device="cpu").ws.shape == (1, L, D)

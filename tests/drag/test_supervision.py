@@ -1,0 +1,122 @@
+"""Motion supervision and tracking as pure functions, on planted features with known answers."""
+
+from __future__ import annotations
+
+import torch
+
+from draggan_widget.drag.supervision import (
+    disc_offsets,
+    fixed_region_loss,
+    motion_loss,
+    sample_features,
+    shift_vectors,
+)
+from draggan_widget.drag.tracking import track_points
+
+
+def test_sample_features_equals_bilinear_upsampling():
+    feat = torch.randn(1, 5, 8, 8)
+    up = torch.nn.functional.interpolate(feat, size=(32, 32), mode="bilinear", align_corners=False)
+    xy = torch.tensor([[3.5, 7.5], [20.5, 11.5], [31.5, 0.5]])  # pixel centres of a 32-px image
+    got = sample_features(feat, xy, 32)
+    want = torch.stack([up[0, :, 7, 3], up[0, :, 11, 20], up[0, :, 0, 31]])
+    torch.testing.assert_close(got, want)
+
+
+def test_disc_offsets_strictly_inside_radius():
+    off = disc_offsets(3.0)
+    assert len(off) == 25 and off.norm(dim=1).max() < 3
+    assert len(disc_offsets(1.5)) == 9
+
+
+def test_shift_vectors_unit_then_slower_near_target():
+    h = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    t = torch.tensor([[10.0, 0.0], [0.5, 0.0]])
+    torch.testing.assert_close(shift_vectors(h, t), torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+    torch.testing.assert_close(
+        shift_vectors(h, t, slow_down=2.0), torch.tensor([[1.0, 0.0], [0.25, 0.0]])
+    )
+
+
+def test_motion_loss_zero_when_handles_on_targets():
+    feat = torch.randn(1, 4, 16, 16, requires_grad=True)
+    h = torch.tensor([[5.0, 6.0]])
+    loss = motion_loss(
+        feat,
+        h,
+        shift_vectors(h, h.clone()),
+        disc_offsets(3),
+        img_size=16,
+        active=torch.tensor([True]),
+    )
+    assert loss.item() == 0
+
+
+def test_motion_loss_ignores_arrived_handles_and_detaches_source():
+    feat = torch.randn(1, 4, 16, 16, requires_grad=True)
+    h = torch.tensor([[5.0, 6.0], [10.0, 10.0]])
+    t = torch.tensor([[9.0, 6.0], [10.0, 3.0]])
+    args = dict(img_size=16)
+    both = motion_loss(
+        feat, h, shift_vectors(h, t), disc_offsets(2), active=torch.tensor([True, True]), **args
+    )
+    first = motion_loss(
+        feat, h, shift_vectors(h, t), disc_offsets(2), active=torch.tensor([True, False]), **args
+    )
+    assert both > first > 0
+    first.backward()
+    assert feat.grad is not None and feat.grad.abs().sum() > 0
+
+
+def test_fixed_region_loss_only_counts_outside_editable():
+    feat0 = torch.zeros(1, 2, 4, 4)
+    feat = feat0.clone()
+    feat[..., :2] = 1.0  # change the left half
+    editable = torch.zeros(1, 1, 4, 4)
+    editable[..., :2] = 1.0
+    assert fixed_region_loss(feat, feat0, editable) == 0
+    assert fixed_region_loss(feat, feat0, 1 - editable) > 0
+
+
+def _planted(peak_xy: tuple[int, int], size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """A smooth random map with one distinctive feature at ``peak_xy`` (pixel centre)."""
+    g = torch.Generator().manual_seed(0)
+    feat = 0.1 * torch.randn(1, 8, size, size, generator=g)
+    template = torch.full((8,), 3.0)
+    x, y = peak_xy
+    feat[0, :, y, x] = template
+    return feat, template[None]
+
+
+def test_track_points_finds_planted_feature_within_r2():
+    feat, template = _planted((12, 9))
+    found, _ = track_points(feat, template, torch.tensor([[10.5, 10.5]]), radius=4, img_size=32)
+    torch.testing.assert_close(found, torch.tensor([[12.5, 9.5]]))
+
+
+def test_track_points_stays_within_r2():
+    feat, template = _planted((25, 25))
+    start = torch.tensor([[10.5, 10.5]])
+    found, _ = track_points(feat, template, start, radius=3, img_size=32)
+    assert (found - start).abs().max() <= 3
+
+
+def test_track_points_max_move_refuses_far_lookalike():
+    feat, template = _planted((14, 10))
+    start = torch.tensor([[10.5, 10.5]])
+    found, _ = track_points(feat, template, start, radius=4, img_size=32, max_move=1.5)
+    assert (found - start).norm() <= 1.5 + 1e-6
+
+
+def test_subpixel_tracking_recovers_fractional_position():
+    size = 32
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    true = torch.tensor([12.8, 9.3])
+    feat = torch.stack([xs - true[0], ys - true[1]])[None].float()  # linear: template = 0 at `true`
+    template = torch.zeros(1, 2)
+    nearest, _ = track_points(feat, template, torch.tensor([[11.5, 10.5]]), radius=3, img_size=size)
+    sub, _ = track_points(
+        feat, template, torch.tensor([[11.5, 10.5]]), radius=3, img_size=size, subpixel=True
+    )
+    assert (sub[0] - true).norm() < (nearest[0] - true).norm()
+    assert (sub[0] - true).norm() < 0.35
