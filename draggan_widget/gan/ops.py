@@ -135,6 +135,7 @@ def modulated_conv2d(
     padding: int = 0,
     resample_filter: Optional[Tensor] = None,
     demodulate: bool = True,
+    fused: Optional[bool] = None,
 ) -> Tensor:
     """Style-modulated (and demodulated) convolution, optionally with 2x upsampling first.
 
@@ -150,6 +151,9 @@ def modulated_conv2d(
         padding: convolution padding (``k // 2``).
         resample_filter: ``[4, 4]`` FIR, needed when ``up == 2``.
         demodulate: normalise each output channel's weight to unit norm.
+        fused: fold the styles into per-sample weights (one grouped conv). None = fused,
+            except when only the styles need gradients: then the split form, whose
+            backward pass is half the work (see `_modconv_separate`).
 
     Returns:
         ``[N, O, H*up, W*up]``.
@@ -162,24 +166,64 @@ def modulated_conv2d(
             1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)
         )
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    if fused is None:
+        fused = not (torch.is_grad_enabled() and styles.requires_grad and not weight.requires_grad)
+    if not fused:
+        return _modconv_separate(x, weight, styles, noise, up, padding, resample_filter, demodulate)
     w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
     if demodulate:
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
         w = w * dcoefs.reshape(n, -1, 1, 1, 1)
-    w = w.to(x.dtype)
-    x = x.reshape(1, n * in_ch, *x.shape[2:])  # [1, N*I, H, W]
-    if up == 1:
-        x = F.conv2d(x, w.reshape(n * out_ch, in_ch, kh, kw), padding=padding, groups=n)
-    elif up == 2:
-        if resample_filter is None:
-            raise ValueError("up=2 needs a resample_filter")
-        wt = w.transpose(1, 2).reshape(n * in_ch, out_ch, kh, kw)  # [N*I, O, k, k]
-        x = F.conv_transpose2d(x, wt, stride=2, groups=n)  # [1, N*O, 2H+1, 2W+1]
-        fk = resample_filter.shape[-1]
-        x = filter2d(x, resample_filter, padding=padding + (fk - 2) // 2 - (kw - 1) // 2, gain=4.0)
-    else:
-        raise ValueError(f"up must be 1 or 2, got {up}")
+    w = w.to(x.dtype).reshape(n * out_ch, in_ch, kh, kw)
+    x = _conv(x.reshape(1, n * in_ch, *x.shape[2:]), w, n, up, padding, resample_filter)
     x = x.reshape(n, out_ch, *x.shape[2:])
+    if noise is not None:
+        x = x + noise.to(x.dtype)
+    return x
+
+
+def _conv(
+    x: Tensor, w: Tensor, groups: int, up: int, padding: int, resample_filter: Optional[Tensor]
+) -> Tensor:
+    """Grouped 3x3/1x1 convolution, or 2x transposed convolution followed by the FIR."""
+    if up == 1:
+        return F.conv2d(x, w, padding=padding, groups=groups)
+    if up != 2:
+        raise ValueError(f"up must be 1 or 2, got {up}")
+    if resample_filter is None:
+        raise ValueError("up=2 needs a resample_filter")
+    oc, ic, kh, kw = w.shape
+    wt = (
+        w.reshape(groups, oc // groups, ic, kh, kw).transpose(1, 2).reshape(groups * ic, -1, kh, kw)
+    )
+    x = F.conv_transpose2d(x, wt, stride=2, groups=groups)  # [1, G*O, 2H+1, 2W+1]
+    fk = resample_filter.shape[-1]
+    return filter2d(x, resample_filter, padding=padding + (fk - 2) // 2 - (kw - 1) // 2, gain=4.0)
+
+
+def _modconv_separate(
+    x: Tensor,
+    weight: Tensor,
+    styles: Tensor,
+    noise: Optional[Tensor],
+    up: int,
+    padding: int,
+    resample_filter: Optional[Tensor],
+    demodulate: bool,
+) -> Tensor:
+    """Modulation as input scaling and demodulation as output scaling around a plain conv.
+
+    The same function as the fused form, but when only the styles need gradients (a drag
+    optimising the latent) the backward pass needs one convolution, the input gradient,
+    instead of two: no gradient of a per-sample weight is ever formed.
+    """
+    n = x.shape[0]
+    x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
+    x = _conv(x, weight.to(x.dtype), 1, up, padding, resample_filter)
+    if demodulate:
+        w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
+        x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x

@@ -174,7 +174,13 @@ class SynthesisLayer(nn.Module):
             self.register_buffer("noise_const", torch.randn(resolution, resolution))
             self.noise_strength = nn.Parameter(torch.zeros([]))
 
-    def forward(self, x: Tensor, w: Tensor, noise_mode: NoiseMode = "random") -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        w: Tensor,
+        noise_mode: NoiseMode = "random",
+        fused_modconv: Optional[bool] = None,
+    ) -> Tensor:
         styles = self.affine(w)  # [N, I]
         noise = None
         if self.use_noise and noise_mode == "random":
@@ -190,6 +196,7 @@ class SynthesisLayer(nn.Module):
             up=self.up,
             padding=self.padding,
             resample_filter=self.resample_filter,
+            fused=fused_modconv,
         )  # [N, O, res, res]
         return ops.bias_act(x, self.bias.to(x.dtype), act=self.activation, clamp=self.conv_clamp)
 
@@ -218,9 +225,9 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
 
-    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+    def forward(self, x: Tensor, w: Tensor, fused_modconv: Optional[bool] = None) -> Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False)
+        x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused_modconv)
         return ops.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
 
@@ -277,6 +284,7 @@ class SynthesisBlock(nn.Module):
         *,
         noise_mode: NoiseMode = "random",
         force_fp32: bool = False,
+        fused_modconv: Optional[bool] = None,
     ) -> tuple[Tensor, Tensor]:
         """Run the block.
 
@@ -294,9 +302,9 @@ class SynthesisBlock(nn.Module):
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
         else:
-            x = self.conv0(x.to(dtype), next(w_iter), noise_mode)
-        x = self.conv1(x, next(w_iter), noise_mode)
-        y = self.torgb(x, next(w_iter)).to(torch.float32)
+            x = self.conv0(x.to(dtype), next(w_iter), noise_mode, fused_modconv)
+        x = self.conv1(x, next(w_iter), noise_mode, fused_modconv)
+        y = self.torgb(x, next(w_iter), fused_modconv).to(torch.float32)
         img = y if img is None else ops.upsample2d(img, self.resample_filter) + y
         return x, img
 
@@ -372,6 +380,7 @@ class SynthesisNetwork(nn.Module):
         until_res: int,
         noise_mode: NoiseMode,
         force_fp32: bool,
+        fused_modconv: Optional[bool] = None,
     ) -> SynthesisState:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
@@ -383,7 +392,14 @@ class SynthesisNetwork(nn.Module):
         for res, block_ws in self._block_ws(ws).items():
             if start < res <= until_res:
                 block = getattr(self, f"b{res}")
-                x, img = block(x, img, block_ws, noise_mode=noise_mode, force_fp32=force_fp32)
+                x, img = block(
+                    x,
+                    img,
+                    block_ws,
+                    noise_mode=noise_mode,
+                    force_fp32=force_fp32,
+                    fused_modconv=fused_modconv,
+                )
         return SynthesisState(x, img, until_res)
 
     def begin(
@@ -393,17 +409,21 @@ class SynthesisNetwork(nn.Module):
         until_res: int,
         noise_mode: NoiseMode = "const",
         force_fp32: bool = False,
+        fused_modconv: Optional[bool] = None,
     ) -> SynthesisState:
         """Run the blocks up to and including resolution ``until_res``, nothing past it.
 
         Args:
             ws: ``[N, num_ws, w_dim]`` styles.
             until_res: last block to run (4, 8, ..., img_resolution).
+            noise_mode: 'const' (the model's fixed noise), 'random' or 'none'.
+            force_fp32: never use fp16, even in blocks trained in fp16 on CUDA.
+            fused_modconv: as NVIDIA's flag; None picks the faster form (see ops).
 
         Returns:
             The block's state; ``state.x`` are the features DragGAN supervises and tracks.
         """
-        return self._run(ws, None, until_res, noise_mode, force_fp32)
+        return self._run(ws, None, until_res, noise_mode, force_fp32, fused_modconv)
 
     def finish(
         self,
@@ -412,19 +432,23 @@ class SynthesisNetwork(nn.Module):
         *,
         noise_mode: NoiseMode = "const",
         force_fp32: bool = False,
+        fused_modconv: Optional[bool] = None,
     ) -> Tensor:
         """Continue a partial synthesis from ``state`` to the final ``[N, C, H, W]`` image."""
-        return self._run(ws, state, self.img_resolution, noise_mode, force_fp32).img
+        res = self.img_resolution
+        return self._run(ws, state, res, noise_mode, force_fp32, fused_modconv).img
 
     def forward(
         self,
         ws: Tensor,
         noise_mode: NoiseMode = "random",
         force_fp32: bool = False,
+        fused_modconv: Optional[bool] = None,
         **_ignored: Any,
     ) -> Tensor:
         """ws ``[N, num_ws, w_dim]`` -> image ``[N, img_channels, H, W]`` in about [-1, 1]."""
-        return self._run(ws, None, self.img_resolution, noise_mode, force_fp32).img
+        res = self.img_resolution
+        return self._run(ws, None, res, noise_mode, force_fp32, fused_modconv).img
 
     def extra_repr(self) -> str:
         return (
