@@ -172,14 +172,23 @@ def modulated_conv2d(
         return _modconv_separate(x, weight, styles, noise, up, padding, resample_filter, demodulate)
     w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
     if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
-        w = w * dcoefs.reshape(n, -1, 1, 1, 1)
+        w = w * demodulation(weight, styles).reshape(n, -1, 1, 1, 1)
     w = w.to(x.dtype).reshape(n * out_ch, in_ch, kh, kw)
     x = _conv(x.reshape(1, n * in_ch, *x.shape[2:]), w, n, up, padding, resample_filter)
     x = x.reshape(n, out_ch, *x.shape[2:])
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x
+
+
+def demodulation(weight: Tensor, styles: Tensor) -> Tensor:
+    """Per-sample, per-output-channel ``1 / |weight * style|``, ``[N, O]``.
+
+    ``sum_{i,k} (W[o,i,k] s[i])^2 = sum_i s[i]^2 sum_k W[o,i,k]^2`` is one small matmul, so
+    the ``[N, O, I, k, k]`` modulated weight (and its gradient) is never formed for it.
+    """
+    wsq = weight.float().square().sum(dim=[2, 3])  # [O, I]
+    return (styles.float().square() @ wsq.t() + 1e-8).rsqrt()
 
 
 def _conv(
@@ -221,9 +230,7 @@ def _modconv_separate(
     x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
     x = _conv(x, weight.to(x.dtype), 1, up, padding, resample_filter)
     if demodulate:
-        w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
-        x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
+        x = x * demodulation(weight, styles).to(x.dtype).reshape(n, -1, 1, 1)
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x
