@@ -32,6 +32,7 @@ from .supervision import (
 from .tracking import track_points
 
 Point = tuple[float, float]
+CONFIDENT_MATCH = 0.5  # a match this close (relative to the template's norm) updates it
 PointsLike = Sequence[Sequence[float]]
 
 
@@ -330,7 +331,7 @@ class DragSession:
             t0 = time.perf_counter()
             cfg = self.config
             drag, is_new = self._drag_for_step()
-            handles, targets, loss, done, state, ws = self._supervise(drag, cfg)
+            handles, targets, loss, done, state, ws, templates = self._supervise(drag, cfg)
             image = None
             if render:
                 with torch.no_grad():
@@ -340,6 +341,7 @@ class DragSession:
             if is_new:  # an undo point: the state before this drag
                 self._undo.append(self._snapshot())
                 self._redo.clear()
+            drag.templates = templates
             self._drag = drag
             self._ws = drag.ws().detach().clone()
             self._handles = [(float(x), float(y)) for x, y in handles.tolist()]
@@ -370,7 +372,7 @@ class DragSession:
             state = self._features(ws, drag.feature_side)
             feat = state.x
             with torch.no_grad():
-                handles, _ = track_points(
+                handles, match = track_points(
                     feat,
                     drag.templates,
                     handles,
@@ -379,6 +381,7 @@ class DragSession:
                     subpixel=cfg.tracking == "subpixel",
                     max_move=cfg.max_track_move,
                 )
+                templates = self._adapt_templates(drag.templates, feat, handles, match, cfg)
             active = (targets - handles).norm(dim=1) > cfg.stop_px(len(self._handles))
             done = not bool(active.any())
             loss = torch.zeros((), device=self.device)
@@ -402,7 +405,22 @@ class DragSession:
                         f"the latent's gradient is not finite; lower lr (now {cfg.lr})"
                     )
         state = SynthesisState(state.x.detach(), state.img.detach(), state.res)
-        return handles, targets, loss.detach(), done, state, ws
+        return handles, targets, loss.detach(), done, state, ws, templates
+
+    def _adapt_templates(
+        self, templates: Tensor, feat: Tensor, handles: Tensor, match: Tensor, cfg: DragConfig
+    ) -> Tensor:
+        """Blend confidently tracked features into the templates (FreeDrag's adaptive template).
+
+        A fixed template drifts out of date as the content moves and deforms; updating it
+        only where the match is close keeps a bad match from corrupting it.
+        """
+        if cfg.template_momentum == 0:
+            return templates
+        current = sample_features(feat, handles, self.resolution)
+        confident = (match < CONFIDENT_MATCH * templates.norm(dim=1))[:, None]
+        blended = torch.lerp(templates, current, cfg.template_momentum)
+        return torch.where(confident, blended, templates)
 
     def run(
         self,

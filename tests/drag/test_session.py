@@ -219,3 +219,23 @@ def test_latent_shapes_accepted(G64):
     L, D = G64.num_ws, G64.w_dim
     for w in (torch.zeros(D), torch.zeros(1, D), torch.zeros(L, D), torch.zeros(1, L, D)):
         assert DragSession(G64, w=w, device="cpu").ws.shape == (1, L, D)
+
+
+def test_template_adapts_only_on_confident_match(G64):
+    from draggan_widget.drag.supervision import sample_features
+
+    s = session(G64, template_momentum=0.5)
+    feat = torch.randn(1, 4, 8, 8)
+    handles = torch.tensor([[10.0, 10.0], [20.0, 20.0]])
+    current = sample_features(feat, handles, 64)
+    templates = current + torch.tensor([[0.01], [100.0]])  # first matches closely, second not
+    match = (current - templates).norm(dim=1)
+    out = s._adapt_templates(templates, feat, handles, match, s.config)
+    torch.testing.assert_close(out[0], torch.lerp(templates[0], current[0], 0.5))
+    torch.testing.assert_close(out[1], templates[1])
+
+
+def test_slow_down_and_max_move_are_switchable(G64):
+    for cfg in ({"slow_down": 0.0}, {"max_track_move": None}, {"tracking": "nearest"}):
+        s = session(G64, **cfg)
+        assert s.run(max_steps=80).done
