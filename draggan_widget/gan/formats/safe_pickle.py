@@ -13,16 +13,23 @@ the global, before it is called.
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import pickle
+import struct
+from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle names a global that is not on the allow-list; nothing from it was run."""
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
+    """The pickle names a global that is not on the allow-list; nothing from it was run.
+
+    Also a ValueError, like every other bad-file error of `load_generator`, so that callers
+    who catch ValueError for "this file is unusable" catch this too.
+    """
 
 
 class PersistentStub:
@@ -63,15 +70,23 @@ class PersistentStub:
 
 
 class TFNetworkStub:
-    """The state of a TF-era ``dnnlib.tflib.network.Network`` (name, kwargs, variables)."""
+    """The state of a TF-era ``dnnlib.tflib.network.Network`` (name, kwargs, variables).
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.state: dict = {}
+    Unpickling calls ``__new__`` and then ``__setstate__``, never ``__init__``; a stream that
+    omits the state leaves `state` at the empty class default.
+    """
+
+    state: dict = {}  # replaced by __setstate__, never mutated
 
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, dict):
             raise pickle.UnpicklingError("malformed TF network: expected a dict state")
         self.state = state
+
+    @property
+    def version(self) -> int:
+        """dnnlib's pickle format version: 4 for StyleGAN2, lower for older networks."""
+        return int(self.state.get("version", 0))
 
     @property
     def name(self) -> str:
@@ -91,15 +106,87 @@ class TFNetworkStub:
         return {k: v for k, v in dict(comps).items() if isinstance(v, TFNetworkStub)}
 
 
+def describe(obj: Any) -> str:
+    """A short account of an unpickled object, for errors that say what a file held."""
+    if isinstance(obj, PersistentStub):
+        return f"an NVIDIA network of class {obj.class_name!r}"
+    if isinstance(obj, TFNetworkStub):
+        return f"a TF network named {obj.name!r}"
+    if isinstance(obj, dict):
+        keys = [str(k) for k in list(obj)[:8]]
+        return f"a dict with keys {keys}{'...' if len(obj) > 8 else ''}"
+    if isinstance(obj, (tuple, list)):
+        kinds = [type(x).__name__ for x in obj[:4]]
+        return f"a {type(obj).__name__} of {len(obj)} items {kinds}{'...' if len(obj) > 4 else ''}"
+    return f"a {type(obj).__name__}"
+
+
 class AttrDict(dict):
     """Stands in for ``dnnlib.util.EasyDict``: a dict, nothing more."""
+
+
+def _weights_only_reason(exc: BaseException) -> str:
+    """The sentence of torch's weights-only error that names the refused global, if any.
+
+    The rest of torch's text explains how to allow the global anyway: wrong advice here.
+    """
+    sentences = [s.strip() for s in str(exc).replace("\n", ". ").split(". ") if s.strip()]
+    found = next((s for s in sentences if "GLOBAL" in s), None)
+    if found is not None:
+        return found.removeprefix("WeightsUnpickler error: ").rstrip(".")
+    return sentences[-1] if sentences else repr(exc)
+
+
+def torch_load_weights_only(f: Any, *, extra_globals: Sequence[type] = ()) -> Any:
+    """``torch.load(f, weights_only=True)`` onto the CPU, with errors this package can report.
+
+    torch's restricted unpickler reads both the zip and the legacy format. Its refusals come
+    as a generic UnpicklingError whose text advises ``weights_only=False``, the one thing a
+    user must not do with an untrusted file; here they become `UnsafePickleError` naming
+    the refused global.
+
+    Args:
+        f: a path or a binary file object.
+        extra_globals: plain-data classes to allow besides tensors and containers (e.g.
+            ``argparse.Namespace``, which training scripts save with their checkpoints).
+
+    Raises:
+        UnsafePickleError: the data names a global torch does not allow; nothing was run.
+        pickle.UnpicklingError: truncated or corrupt data.
+    """
+    allow: Any = contextlib.nullcontext()
+    if extra_globals and hasattr(torch.serialization, "safe_globals"):  # torch >= 2.5
+        allow = torch.serialization.safe_globals(list(extra_globals))
+    try:
+        with allow:
+            return torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = _weights_only_reason(exc)
+        if "GLOBAL" in reason:
+            raise UnsafePickleError(
+                f"refused to load torch data ({reason}); nothing was run"
+            ) from None
+        raise pickle.UnpicklingError(f"cannot read torch data: {reason}") from exc
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        struct.error,
+        KeyError,
+        IndexError,
+        AttributeError,
+        TypeError,
+        UnicodeDecodeError,
+    ) as exc:
+        raise pickle.UnpicklingError(f"truncated or corrupt torch data ({exc})") from exc
 
 
 def _load_storage(data: bytes) -> Any:
     """Tensors in plain pickles carry their storage as legacy ``torch.save`` bytes."""
     if not isinstance(data, (bytes, bytearray)):
         raise pickle.UnpicklingError("malformed tensor storage: expected bytes")
-    return torch.load(io.BytesIO(bytes(data)), weights_only=True)
+    return torch_load_weights_only(io.BytesIO(bytes(data)))
 
 
 def _rebuild_parameter(

@@ -1,0 +1,184 @@
+"""ms per generator forward (batch 1, no grad, noise 'const'): our fast resampling vs references.
+
+    python bench/generator_speed.py [--res 64 256 512] [--repeats 10] [--device cpu]
+
+One process, one random FFHQ-like generator per resolution, timed three ways by swapping the
+resampling in `draggan_widget.gan.ops` (monkeypatch, same weights, same outputs to 1e-4):
+
+- ``fast``: what ships: ``upsample2d`` and the 2x-up modulated conv's blur as one
+  (transposed) depthwise convolution each;
+- ``upfirdn_ref``: NVIDIA's reference path on a machine without its CUDA plugin:
+  ``upfirdn2d_reference`` (zero insertion, pad, depthwise FIR) for the skip-image upsampling
+  and for the blur after the transposed convolution;
+- ``zero_insert``: the definition: zero insertion by ``upfirdn2d_reference``, then a plain
+  convolution on the 4x larger input, then the FIR.
+
+Prints one JSON document: machine, configs, median ms of each, and reference / fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Iterator
+from typing import Callable, Optional
+from unittest import mock
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from draggan_widget.gan import ops
+from draggan_widget.gan.stylegan2 import Generator
+
+# NVIDIA's configs: 'paper256' (channel_base 16384) up to 256 px, 'stylegan2' (FFHQ 512).
+CHANNEL_BASE = {64: 16384, 128: 16384, 256: 16384, 512: 32768, 1024: 32768}
+_fast_conv = ops._conv
+
+
+def ffhq_like(res: int) -> Generator:
+    torch.manual_seed(0)
+    G = Generator(
+        z_dim=512,
+        c_dim=0,
+        w_dim=512,
+        img_resolution=res,
+        img_channels=3,
+        mapping_kwargs={"num_layers": 8},
+        synthesis_kwargs={"channel_base": CHANNEL_BASE[res], "channel_max": 512},
+    )
+    return G.eval().requires_grad_(False)
+
+
+def upsample2d_reference(x: Tensor, f: Tensor) -> Tensor:
+    return ops.upfirdn2d_reference(x, f, up=2, padding=[2, 1, 2, 1], gain=4)
+
+
+def _blur_padding(padding: int, f: Tensor, w: Tensor) -> int:
+    return padding + (f.shape[-1] - 2) // 2 - (w.shape[-1] - 1) // 2
+
+
+def conv_upfirdn_ref(
+    x: Tensor, w: Tensor, groups: int, up: int, padding: int, f: Optional[Tensor]
+) -> Tensor:
+    """As NVIDIA's conv2d_resample for up=2: transposed conv, then upfirdn2d_reference."""
+    if up == 1:
+        return _fast_conv(x, w, groups, up, padding, f)
+    oc, ic, k, _ = w.shape
+    wt = w.reshape(groups, oc // groups, ic, k, k).transpose(1, 2).reshape(groups * ic, -1, k, k)
+    x = F.conv_transpose2d(x, wt, stride=2, groups=groups)
+    p = _blur_padding(padding, f, w)
+    return ops.upfirdn2d_reference(x, f, padding=[p, p, p, p], gain=4)
+
+
+def conv_zero_insert(
+    x: Tensor, w: Tensor, groups: int, up: int, padding: int, f: Optional[Tensor]
+) -> Tensor:
+    """The definition: zero insertion, a plain convolution with w (flipped), the FIR."""
+    if up == 1:
+        return _fast_conv(x, w, groups, up, padding, f)
+    k = w.shape[-1]
+    one = torch.ones(1, 1, dtype=x.dtype, device=x.device)
+    x = ops.upfirdn2d_reference(x, one, up=2, padding=[k - 1, k - 2, k - 1, k - 2])
+    x = F.conv2d(x, w.flip([2, 3]), groups=groups)
+    p = _blur_padding(padding, f, w)
+    return ops.upfirdn2d_reference(x, f, padding=[p, p, p, p], gain=4)
+
+
+VARIANTS: dict[str, Optional[Callable]] = {
+    "fast": None,
+    "upfirdn_ref": conv_upfirdn_ref,
+    "zero_insert": conv_zero_insert,
+}
+
+
+@contextlib.contextmanager
+def resampling(variant: str) -> Iterator[None]:
+    """Swap the resampling ops for those of ``variant`` (``fast`` leaves them alone)."""
+    conv = VARIANTS[variant]
+    if conv is None:
+        yield
+        return
+    with (
+        mock.patch.object(ops, "upsample2d", upsample2d_reference),
+        mock.patch.object(ops, "_conv", conv),
+    ):
+        yield
+
+
+def median_ms(fn: Callable[[], Tensor], repeats: int, warmup: int, sync: Callable) -> float:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def bench_one(res: int, device: torch.device, repeats: int) -> dict:
+    G = ffhq_like(res).to(device)
+    z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    out: dict = {"resolution": res, "channel_base": CHANNEL_BASE[res], "repeats": repeats}
+    images = {}
+    for variant in VARIANTS:
+        with resampling(variant):
+            images[variant] = G(z, noise_mode="const")
+            ms = median_ms(lambda: G(z, noise_mode="const"), repeats, 2, sync)
+        out[f"{variant}_ms"] = round(ms, 2)
+    for variant in VARIANTS:
+        diff = (images[variant] - images["fast"]).abs().max().item()
+        if diff > 1e-3:
+            raise AssertionError(f"{variant} differs from fast by {diff} at {res} px")
+        if variant != "fast":
+            out[f"{variant}_over_fast"] = round(out[f"{variant}_ms"] / out["fast_ms"], 2)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--res", nargs="+", type=int, default=[64, 256, 512])
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs (3 at 512 px on CPU)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    args = parser.parse_args()
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    results = []
+    for res in args.res:
+        repeats = args.repeats if res < 512 or device.type == "cuda" else min(args.repeats, 3)
+        results.append(bench_one(res, device, repeats))
+    report = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
+        },
+        "config": {
+            "z_dim": 512,
+            "w_dim": 512,
+            "mapping_layers": 8,
+            "channel_max": 512,
+            "batch": 1,
+            "noise_mode": "const",
+            "grad": False,
+            "timing": "median after 2 warm-up runs",
+        },
+        "results": results,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

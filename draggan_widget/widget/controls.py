@@ -1,0 +1,299 @@
+"""The control panel: tools, run buttons, one control per tunable `DragConfig` field.
+
+The panel holds no state of its own. `DragWidget` tells it what to show (`show`,
+`show_config`) and learns of user edits through the callback given to `on_config`;
+`show` never calls that callback back, so code and controls cannot ping-pong.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
+
+import ipywidgets as widgets
+
+TOOLS = ("points", "brush", "eraser")
+LABEL_WIDTH = "92px"
+PANEL_WIDTH = "350px"
+
+# DragConfig fields with a control here, in panel order.
+CONFIG_FIELDS = (
+    "lr",
+    "lambda_mask",
+    "r1",
+    "r2",
+    "max_steps",
+    "w_plus",
+    "n_opt_ws",
+    "stop_distance",
+    "seed",
+    "truncation_psi",
+)
+# Controls that cannot change while a drag runs: they change the optimised variables or
+# start a new image. The others are read by the session before every step.
+FIXED_WHILE_RUNNING = ("w_plus", "n_opt_ws", "seed", "truncation_psi")
+
+ConfigCallback = Callable[[str, Any], None]
+
+
+def _style() -> dict[str, str]:
+    return {"description_width": LABEL_WIDTH}
+
+
+def _row_layout() -> widgets.Layout:
+    return widgets.Layout(width="100%")
+
+
+def _button(description: str, icon: str, tooltip: str, **kw: Any) -> widgets.Button:
+    return widgets.Button(
+        description=description,
+        icon=icon,
+        tooltip=tooltip,
+        layout=widgets.Layout(width="auto", flex="1 1 auto"),
+        **kw,
+    )
+
+
+class DragControls(widgets.VBox):
+    """Tools, run buttons and settings for a `DragWidget`.
+
+    Args:
+        num_ws: the generator's number of style vectors (the range of ``n_opt_ws``).
+        resolution: the image side (the brush radius range scales with it).
+        models: model names to offer besides a typed path (``"default"`` first).
+    """
+
+    def __init__(self, *, num_ws: int, resolution: int, models: Sequence[str] = ("default",)):
+        self._showing = False
+        self._on_config: Optional[ConfigCallback] = None
+
+        self.tool = widgets.ToggleButtons(
+            options=[("Points", "points"), ("Brush", "brush"), ("Eraser", "eraser")],
+            value="points",
+            tooltips=[
+                "Click a handle, then its target; click a point again to remove its pair",
+                "Paint the region that may change",
+                "Erase from the painted region",
+            ],
+            style={"button_width": "104px"},
+        )
+        self.brush_radius = widgets.IntSlider(
+            value=1,
+            min=1,
+            max=2,
+            description="brush",
+            tooltip="brush radius, image pixels",
+            style={"description_width": "44px"},
+            layout=widgets.Layout(width="236px"),
+        )
+        self.show_mask = widgets.Checkbox(
+            value=True,
+            description="show mask",
+            indent=False,
+            tooltip="dim the region that must not change",
+            layout=widgets.Layout(width="100px"),
+        )
+        self.clear_points = _button("Clear points", "times", "Remove every point")
+        self.clear_mask = _button("Clear mask", "times", "Remove the mask: everything may change")
+
+        self.start = _button("Start", "play", "Drag the handles to their targets")
+        self.start.button_style = "success"
+        self.stop = _button("Stop", "stop", "Stop after the current step", disabled=True)
+        self.stop.button_style = "danger"
+        self.undo = _button("Undo", "undo", "Undo the last drag", disabled=True)
+        self.redo = _button("Redo", "repeat", "Redo the drag undone", disabled=True)
+        self.reset = _button("Reset", "refresh", "Back to the image before any drag")
+
+        self.fields: dict[str, widgets.ValueWidget] = {
+            "lr": widgets.FloatLogSlider(
+                value=2e-3, base=10, min=-4, max=-1, step=0.05, readout_format=".1e"
+            ),
+            "lambda_mask": widgets.FloatSlider(value=20.0, min=0, max=100, step=1),
+            "r1": widgets.FloatSlider(value=3.0, min=0.5, max=32, step=0.5),
+            "r2": widgets.FloatSlider(value=12.0, min=1, max=64, step=0.5),
+            "max_steps": widgets.BoundedIntText(value=300, min=1, max=100_000),
+            "w_plus": widgets.Dropdown(
+                options=[("W+ (one style per layer)", True), ("W (one shared style)", False)],
+                value=True,
+            ),
+            "n_opt_ws": widgets.IntSlider(value=6, min=1, max=max(num_ws, 1)),
+            "stop_distance": widgets.BoundedFloatText(value=0.0, min=0.0, max=1e4, step=0.5),
+            "seed": widgets.IntText(value=0),
+            "truncation_psi": widgets.FloatSlider(
+                value=0.7, min=0.0, max=1.0, step=0.05, continuous_update=False
+            ),
+        }
+        labels = {
+            "lr": ("learning rate", "Adam step size on the latent (paper: 2e-3 faces)"),
+            "lambda_mask": ("λ mask", "weight of keeping the unmasked region fixed"),
+            "r1": ("r1 (px@512)", "motion-supervision radius, pixels of a 512-px image"),
+            "r2": ("r2 (px@512)", "tracking search radius, pixels of a 512-px image"),
+            "max_steps": ("max steps", "steps per Start"),
+            "w_plus": ("latent", "optimise W+ (per layer) or W (shared)"),
+            "n_opt_ws": ("layers moved", "only the first this-many style vectors move"),
+            "stop_distance": ("stop at px", "arrived within this distance; 0 = auto (1-2 px)"),
+            "seed": ("seed", "a new seed draws a new image (clears points and history)"),
+            "truncation_psi": ("truncation ψ", "lower: more typical images (a new image)"),
+        }
+        for name, w in self.fields.items():
+            w.description, w.tooltip = labels[name]
+            w.style = _style()
+            boxed = isinstance(
+                w, (widgets.IntText, widgets.BoundedIntText, widgets.BoundedFloatText)
+            )
+            if boxed:
+                w.layout = widgets.Layout(width="230px")
+            elif isinstance(w, widgets.Dropdown):
+                w.layout = widgets.Layout(width="292px")
+            else:
+                w.layout = _row_layout()
+            w.observe(self._make_observer(name), "value")
+        self.random_seed = _button("", "random", "A random seed")
+        self.random_seed.layout = widgets.Layout(width="40px")
+        self.random_seed.on_click(self._pick_random_seed)
+
+        self.model = widgets.Combobox(
+            options=list(models),
+            value="",
+            placeholder="default or a path",
+            description="model",
+            ensure_option=False,
+            style=_style(),
+            layout=widgets.Layout(width="222px"),
+        )
+        self.load = _button("Load", "", "Load this model (a new image)")
+        self.load.layout = widgets.Layout(width="62px", flex="0 0 62px")
+        self.save_path = widgets.Text(
+            value="draggan.png",
+            description="file",
+            style=_style(),
+            layout=widgets.Layout(width="222px"),
+        )
+        self.save = _button("Save", "", "Save the current image as PNG")
+        self.save.layout = widgets.Layout(width="62px", flex="0 0 62px")
+        self.set_limits(num_ws=num_ws, resolution=resolution)
+
+        f = self.fields
+        drag_box = widgets.VBox(
+            [f[n] for n in ("lr", "lambda_mask", "r1", "r2", "max_steps")]
+            + [f["w_plus"], f["n_opt_ws"], f["stop_distance"]]
+        )
+        image_box = widgets.VBox(
+            [
+                widgets.HBox([f["seed"], self.random_seed]),
+                f["truncation_psi"],
+                widgets.HBox([self.model, self.load]),
+                widgets.HBox([self.save_path, self.save]),
+            ]
+        )
+        self.tabs = widgets.Tab(children=[drag_box, image_box], titles=("Drag", "Image"))
+        row = widgets.HBox
+        super().__init__(
+            [
+                self.tool,
+                row(
+                    [self.brush_radius, self.show_mask], layout=widgets.Layout(align_items="center")
+                ),
+                row([self.clear_points, self.clear_mask]),
+                row([self.start, self.stop]),
+                row([self.undo, self.redo, self.reset]),
+                self.tabs,
+            ],
+            layout=widgets.Layout(width=PANEL_WIDTH, padding="0 0 0 8px"),
+        )
+
+    # --------------------------------------------------------- config binding
+
+    def on_config(self, callback: Optional[ConfigCallback]) -> None:
+        """Call ``callback(field, value)`` when the user edits a config control."""
+        self._on_config = callback
+
+    def _make_observer(self, name: str) -> Callable[[dict[str, Any]], None]:
+        def observer(change: dict[str, Any]) -> None:
+            if self._showing or self._on_config is None:
+                return
+            self._on_config(name, self.value(name))
+
+        return observer
+
+    def value(self, name: str) -> Any:
+        """The config value a control stands for (``stop_distance`` 0 means None)."""
+        v = self.fields[name].value
+        if name == "stop_distance":
+            return None if v == 0 else float(v)
+        return v
+
+    def show(self, name: str, value: Any) -> None:
+        """Show a config value on its control without reporting it as a user edit.
+
+        A value outside a slider's range widens the range: a slider would otherwise clip
+        it, and the clipped value would be written back into the config.
+        """
+        w = self.fields[name]
+        if name == "stop_distance":
+            value = 0.0 if value is None else float(value)
+        self._showing = True
+        try:
+            _fit_range(w, value)
+            w.value = value
+        finally:
+            self._showing = False
+
+    def show_config(self, config: Any) -> None:
+        """Show every field of a `DragConfig`."""
+        for name in CONFIG_FIELDS:
+            self.show(name, getattr(config, name))
+
+    def _pick_random_seed(self, _: Any = None) -> None:
+        self.fields["seed"].value = random.randrange(2**31)  # reported like a typed seed
+
+    # ------------------------------------------------------------------ state
+
+    def set_limits(self, *, num_ws: int, resolution: int) -> None:
+        """Adapt ranges to a generator: ``n_opt_ws`` up to ``num_ws``, the brush to the side."""
+        self._showing = True
+        try:
+            n = self.fields["n_opt_ws"]
+            n.max = max(num_ws, n.value, 1)
+            b = self.brush_radius
+            b.max = max(2, resolution // 4)
+            b.value = max(1, round(resolution / 16))
+        finally:
+            self._showing = False
+
+    def set_running(self, running: bool) -> None:
+        """Disable what cannot change mid-run; enable Stop only while running."""
+        for name in FIXED_WHILE_RUNNING:
+            self.fields[name].disabled = running
+        for w in (self.random_seed, self.load, self.model, self.start):
+            w.disabled = running
+        self.stop.disabled = not running
+
+    def set_history(self, *, can_undo: bool, can_redo: bool, running: bool) -> None:
+        """Enable Undo / Redo / Reset by what the session can do."""
+        self.undo.disabled = running or not can_undo
+        self.redo.disabled = running or not can_redo
+        self.reset.disabled = running
+
+
+def _fit_range(w: widgets.ValueWidget, value: Any) -> None:
+    """Widen a slider's (or bounded box's) range to include ``value``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if not hasattr(w, "min") or not hasattr(w, "max"):
+        return
+    if isinstance(w, widgets.FloatLogSlider):
+        if value <= 0:
+            return
+        exp = math.log(value, w.base)
+        if exp < w.min:
+            w.min = math.floor(exp)
+        if exp > w.max:
+            w.max = math.ceil(exp)
+        return
+    if value < w.min:
+        w.min = value
+    if value > w.max:
+        w.max = value

@@ -1,0 +1,207 @@
+"""The drag's worker thread, and the hand-off of its frames to the kernel's event loop.
+
+The optimisation runs in one worker thread so the kernel stays responsive: button clicks
+and mouse events are handled while it runs. The worker never touches a widget. ipycanvas
+batches draw commands in one global cache (``hold_canvas``) that is not thread-safe, and
+ipywidgets expects state changes from the kernel thread, so every UI update is handed to
+the kernel's asyncio loop with ``loop.call_soon_threadsafe``.
+
+Frames are dropped, not queued: `LatestFrame` keeps only the newest one, and at most one
+redraw is scheduled at a time. A slow frontend or a busy kernel therefore sees the latest
+image, never a backlog of stale ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any, Callable, Generic, Optional, Protocol, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Steppable(Protocol):
+    """What the runner needs of a session (`DragSession` satisfies it)."""
+
+    config: Any
+
+    def step(self, *, render: bool = True) -> Any: ...
+
+
+class KernelLoop:
+    """Runs callables on the kernel's event loop, from any thread.
+
+    Create it on the kernel thread (a widget's constructor runs there), so that
+    ``asyncio.get_running_loop()`` finds the kernel's loop. Outside a kernel (scripts,
+    tests) there is no running loop: then `call` runs the callable at once, under a lock,
+    in the calling thread, which is still safe because only one thread draws at a time.
+
+    Args:
+        loop: the loop to use; None takes the running loop of the calling thread, if any.
+    """
+
+    def __init__(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+        self.loop = loop
+        self._loop_thread = threading.get_ident() if loop is not None else None
+        self._lock = threading.RLock()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop: scheduled from other threads, at once on its own."""
+        loop = self.loop
+        if (
+            loop is not None
+            and threading.get_ident() != self._loop_thread
+            and not loop.is_closed()
+            and loop.is_running()
+        ):
+            try:
+                loop.call_soon_threadsafe(fn, *args)
+                return
+            except RuntimeError:  # closed between the check and the call: run it here
+                pass
+        with self._lock:
+            fn(*args)
+
+
+class LatestFrame(Generic[T]):
+    """A one-slot buffer between the worker and the loop: the newest item wins.
+
+    `put` stores the item and schedules one `consume` on the loop unless one is already
+    pending; an item that is replaced before the loop gets to it is dropped (and counted).
+
+    Args:
+        loop: where ``consume`` runs.
+        consume: called with the newest item, on the loop.
+    """
+
+    def __init__(self, loop: KernelLoop, consume: Callable[[T], None]) -> None:
+        self._loop = loop
+        self._consume = consume
+        self._lock = threading.Lock()
+        self._item: Optional[T] = None
+        self._scheduled = False
+        self.dropped = 0
+
+    def put(self, item: T) -> None:
+        """Offer a frame (any thread); replaces a frame the loop has not drawn yet."""
+        with self._lock:
+            if self._item is not None:
+                self.dropped += 1
+            self._item = item
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._loop.call(self._drain)
+
+    def flush(self) -> None:
+        """Consume the pending frame now, if any (call on the loop, e.g. after a stop)."""
+        self._drain()
+
+    def _drain(self) -> None:
+        with self._lock:
+            item, self._item = self._item, None
+            self._scheduled = False
+        if item is not None:
+            self._consume(item)
+
+
+class DragRunner:
+    """Steps a session in a worker thread until it arrives, ``max_steps`` pass, or a stop.
+
+    Only the runner calls ``session.step()`` while it runs. The stop flag is checked between
+    steps, so a stop takes effect within one step.
+
+    Args:
+        on_frame: called in the worker thread with each `StepResult`; it must not touch
+            widgets (hand the frame to the loop instead).
+        on_done: called in the worker thread once the loop ends, with the exception that
+            ended it or None.
+        render: ask each step for its image.
+    """
+
+    def __init__(
+        self,
+        on_frame: Callable[[Any], None],
+        on_done: Callable[[Optional[BaseException]], None],
+        *,
+        render: bool = True,
+    ) -> None:
+        self._on_frame, self._on_done = on_frame, on_done
+        self._render = render
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether a stop was asked for since the last start."""
+        return self._stop.is_set()
+
+    def start(self, session: Steppable, *, max_steps: Optional[int] = None) -> bool:
+        """Start stepping ``session`` in a new worker thread.
+
+        Args:
+            session: what to step.
+            max_steps: steps of this run; None reads ``session.config.max_steps`` before
+                every step, so a change made while it runs applies at once.
+
+        Returns:
+            False if a run is already going (nothing started), else True.
+        """
+        if self.running:
+            return False
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._loop, args=(session, max_steps), name="drag-runner", daemon=True
+        )
+        self._thread.start()
+        return True
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop after the step in progress; returns at once."""
+        self._stop.set()
+
+    def stop(self, timeout: Optional[float] = 30.0) -> bool:
+        """Ask the worker to stop and wait for it (one step at most).
+
+        Returns:
+            True when no worker is alive afterwards.
+        """
+        self._stop.set()
+        return self.join(timeout)
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the worker to end. True when no worker is alive afterwards."""
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)  # on_done may call stop() from the worker itself
+        return not self.running
+
+    def _loop(self, session: Steppable, max_steps: Optional[int]) -> None:
+        error: Optional[BaseException] = None
+        try:
+            steps = 0
+            while not self._stop.is_set():
+                result = session.step(render=self._render)
+                steps += 1
+                self._on_frame(result)
+                limit = session.config.max_steps if max_steps is None else max_steps
+                if result.done or steps >= limit:
+                    break
+        except Exception as exc:  # handed to the UI by on_done, not swallowed
+            logger.debug("drag run failed", exc_info=True)
+            error = exc
+        finally:
+            self._on_done(error)
