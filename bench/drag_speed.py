@@ -3,7 +3,8 @@
     python bench/drag_speed.py [--res 256 512 default] [--points 1 5] [--device cpu]
 
 Prints one JSON document: the machine, then per (model, points) the median ms of ours
-(with and without rendering the frame) and of the official step, and official / ours.
+(with and without rendering the frame, and with the bfloat16 gradient pass) and of the
+official step, and official / ours.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import platform
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 
@@ -73,6 +75,9 @@ def bench_one(G: Generator, name: str, n_points: int, device: torch.device, repe
     ours.set_points(handles, targets)
     ours_ms = timed(lambda: ours.step(render=False), repeats, 2, sync)
     ours_render_ms = timed(lambda: ours.step(render=True), repeats, 1, sync)
+    low = DragSession(G, seed=0, config=replace(cfg, precision="bfloat16"), device=device)
+    low.set_points(handles, targets)
+    bf16_render_ms = timed(lambda: low.step(render=True), repeats, 2, sync)
     side = cfg.feature_side(res)
     official_side = min(128, res)  # the release always supervises block 6 (128 x 128)
     official = OfficialStep(
@@ -92,9 +97,11 @@ def bench_one(G: Generator, name: str, n_points: int, device: torch.device, repe
         "points": n_points,
         "ours_ms": round(ours_ms, 2),
         "ours_render_ms": round(ours_render_ms, 2),
+        "ours_bf16_render_ms": round(bf16_render_ms, 2),
         "official_ms": round(official_ms, 2),
         "speedup": round(official_ms / ours_render_ms, 2),
         "speedup_no_render": round(official_ms / ours_ms, 2),
+        "speedup_bf16": round(official_ms / bf16_render_ms, 2),
     }
 
 

@@ -68,6 +68,7 @@ class _Drag:
     n_opt: int
     w_plus: bool
     feature_side: int
+    precision: str
     feat0: Tensor  # [1, C, h, w] features when the drag started
     templates: Tensor  # [K, C] each handle's feature when the drag started
     optimizer: torch.optim.Optimizer
@@ -279,7 +280,15 @@ class DragSession:
     # -------------------------------------------------------------------- step
 
     def _features(self, ws: Tensor, side: int) -> SynthesisState:
-        return self.G.synthesis.begin(ws, until_res=side, noise_mode="const", force_fp32=True)
+        """Synthesis up to the feature block, in the configured precision; float32 out.
+
+        The reference features and every step's use the same precision, so the fixed-region
+        loss compares like with like.
+        """
+        low = self.config.precision == "bfloat16"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=low):
+            state = self.G.synthesis.begin(ws, until_res=side, noise_mode="const", force_fp32=True)
+        return SynthesisState(state.x.float(), state.img.float(), state.res)
 
     def _start_drag(self) -> _Drag:
         cfg = self.config
@@ -293,16 +302,32 @@ class DragSession:
         param = (ws[:, :n_opt] if cfg.w_plus else ws[:, :1]).clone().requires_grad_(True)
         optimizer = torch.optim.Adam([param], lr=cfg.lr)
         return _Drag(
-            param, ws[:, n_opt:].clone(), n_opt, cfg.w_plus, side, feat0, templates, optimizer
+            param,
+            ws[:, n_opt:].clone(),
+            n_opt,
+            cfg.w_plus,
+            side,
+            cfg.precision,
+            feat0,
+            templates,
+            optimizer,
         )
 
     def _drag_for_step(self) -> tuple[_Drag, bool]:
         """The drag in progress, or a new one after any edit; True when it is new."""
         cfg = self.config
         drag = self._drag
-        shape = (cfg.w_plus, min(cfg.n_opt_ws, self.G.num_ws), cfg.feature_side(self.resolution))
-        if drag is not None and (drag.w_plus, drag.n_opt, drag.feature_side) != shape:
-            drag = self._start_drag()  # the optimised variables changed shape: rebuild them
+        shape = (
+            cfg.w_plus,
+            min(cfg.n_opt_ws, self.G.num_ws),
+            cfg.feature_side(self.resolution),
+            cfg.precision,
+        )
+        if (
+            drag is not None
+            and (drag.w_plus, drag.n_opt, drag.feature_side, drag.precision) != shape
+        ):
+            drag = self._start_drag()  # the optimised variables or their features changed
         is_new = drag is None
         if is_new:
             drag = self._start_drag()

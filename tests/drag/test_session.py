@@ -181,6 +181,7 @@ def test_bad_mask_raises_and_keeps_session(G64, mask, match):
         ("tracking", "magic"),
         ("max_steps", 0),
         ("stop_distance", -1),
+        ("precision", "float16"),
     ],
 )
 def test_bad_config_values_raise_and_keep_old_value(field, value):
@@ -239,3 +240,21 @@ def test_slow_down_and_max_move_are_switchable(G64):
     for cfg in ({"slow_down": 0.0}, {"max_track_move": None}, {"tracking": "nearest"}):
         s = session(G64, **cfg)
         assert s.run(max_steps=80).done
+
+
+def test_bfloat16_features_stay_close_to_float32_and_the_drag_arrives(G64):
+    exact, low = session(G64), session(G64, precision="bfloat16")
+    f32 = exact._features(exact.ws, 32).x
+    bf16 = low._features(low.ws, 32).x
+    assert bf16.dtype == torch.float32
+    assert (bf16 - f32).abs().max() < 0.05 * f32.abs().max()
+    assert low.run(max_steps=80).done
+
+
+def test_changing_precision_restarts_the_reference_features(G64):
+    s = session(G64)
+    s.step(render=False)
+    feat0 = s._drag.feat0
+    s.config.precision = "bfloat16"
+    s.step(render=False)
+    assert s._drag.precision == "bfloat16" and s._drag.feat0 is not feat0
