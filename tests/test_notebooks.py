@@ -10,7 +10,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 DEFAULT = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
-NEEDS_DEFAULT = {"02_hyperparameters.ipynb"}
+NEEDS_DEFAULT = {"01_quickstart.ipynb", "02_hyperparameters.ipynb", "04_colab_gpu.ipynb"}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
