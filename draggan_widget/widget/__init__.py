@@ -6,9 +6,10 @@ Knows nothing of StyleGAN internals: it drives a `DragSession` and draws what it
 from .app import DragWidget, LiveConfig, enable_colab_widgets
 from .canvas import DragCanvas, encode_frame
 from .controls import DragControls
-from .runner import DragRunner, KernelLoop, LatestFrame
+from .runner import BackgroundJob, DragRunner, KernelLoop, LatestFrame
 
 __all__ = [
+    "BackgroundJob",
     "DragCanvas",
     "DragControls",
     "DragRunner",

@@ -13,6 +13,14 @@ only copy of each value (a mirror is a second copy that must be kept in sync bot
 and would duplicate `DragConfig`'s validation), and over polling because polling needs a
 timer and lags. A direct edit of ``w.session.config`` also takes effect at the next step;
 the control follows after ``w.refresh()``.
+
+Photos and files. `edit_photo` (the Photo tab's Project button) projects a photo into the
+generator in a worker thread, like a drag: the worker never touches a widget, its progress
+goes through the same one-slot buffer as the drag's frames and its result is handed to the
+kernel's loop, which swaps in the projected latent (and the pivotally tuned generator).
+`save_png`, `save_gif`, `save_session` and `load_session` (the Files tab) wrap
+`draggan_widget.export`. Every one of them either succeeds or leaves the widget as it was
+and reports why in the status line and the Output area.
 """
 
 from __future__ import annotations
@@ -32,22 +40,25 @@ import ipywidgets as widgets
 import numpy as np
 import torch
 import traitlets
-from PIL import Image
 from torch import nn
 
+from .. import export, invert
 from ..drag import DragConfig, DragSession, StepResult
 from .canvas import DragCanvas, FrameFormat
-from .controls import CONFIG_FIELDS, DragControls
-from .runner import DragRunner, KernelLoop, LatestFrame
+from .controls import CONFIG_FIELDS, PHOTO_STEPS, DragControls
+from .runner import BackgroundJob, DragRunner, KernelLoop, LatestFrame
 
 logger = logging.getLogger(__name__)
 
 Point = tuple[float, float]
 Source = Union[str, "os.PathLike[str]"]
 RENEWS_IMAGE = ("seed", "truncation_psi")  # config fields that draw a new image
-# Errors a user causes (a bad file, a point off the image, too high a learning rate): their
-# message says what to do, so the Output shows it without a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, ArithmeticError)
+TUNE_STEPS = 350  # pivotal-tuning steps of a photo (PTI's own choice)
+# Errors a user causes (a bad file, a folder that cannot be written, a point off the image,
+# too high a learning rate): their message says what to do, so the Output shows it without
+# a traceback.
+USER_ERRORS = (ValueError, OSError, ArithmeticError)
+PHOTO_STAGES = {"w": "projecting into W", "w+": "refining in W+", "pti": "pivotal tuning"}
 
 
 def enable_colab_widgets() -> bool:
@@ -155,6 +166,20 @@ class _Frame:
 
 
 @dataclass
+class _PhotoStep:
+    job: int
+    progress: invert.Progress
+
+
+@dataclass
+class _PhotoOutcome:
+    job: int
+    result: Optional[tuple[nn.Module, torch.Tensor, invert.ProjectionReport]]
+    error: Optional[BaseException]
+    notes: list[str]  # what was done to the photo to fit the model (crop, resize, ...)
+
+
+@dataclass
 class _Stroke:
     mask: np.ndarray  # the mask being painted (a copy; committed on release)
     last: Point
@@ -198,6 +223,7 @@ class DragWidget(widgets.VBox):
     handles = traitlets.List(help="handle points (x, y), image pixels, as last drawn")
     targets = traitlets.List(help="target points (x, y), image pixels, as last drawn")
     pending = traitlets.Any(None, allow_none=True, help="a handle waiting for its target")
+    projecting = traitlets.Bool(False, help="a photo is being projected in a worker thread")
 
     def __init__(
         self,
@@ -213,10 +239,14 @@ class DragWidget(widgets.VBox):
     ) -> None:
         enable_colab_widgets()
         self._loop = KernelLoop()  # the constructor runs on the kernel's thread
+        # Where the generator came from (a load_generator source), for saved sessions to
+        # name; None when unknown (a module, a tuned copy): sessions then embed it.
+        self._model_source: Optional[str] = None
         if session is None:
             if isinstance(G, (str, os.PathLike)):
                 from ..gan import load_generator
 
+                self._model_source = os.fspath(G)
                 G = load_generator(G)
             session = DragSession(G, seed=seed, config=config, device=device)
         self._session = session
@@ -227,6 +257,10 @@ class DragWidget(widgets.VBox):
         self._finish_lock = threading.Lock()
         self._stroke: Optional[_Stroke] = None
         self._loading: Optional[threading.Thread] = None
+        self._photo: BackgroundJob[Any] = BackgroundJob("drag-photo")
+        self._photo_id = 0
+        self._photo_finished = 0
+        self._photo_outcome: Optional[_PhotoOutcome] = None
 
         self.canvas = DragCanvas(
             session.resolution, display_size=display_size, frame_format=frame_format
@@ -240,6 +274,7 @@ class DragWidget(widgets.VBox):
         )
         self._runner = DragRunner(on_frame=self._frame_from_worker, on_done=self._done_in_worker)
         self._frames: LatestFrame[_Frame] = LatestFrame(self._loop, self._show_frame)
+        self._photo_steps: LatestFrame[_PhotoStep] = LatestFrame(self._loop, self._show_photo_step)
         super().__init__(
             [widgets.HBox([self.canvas.widget, self.controls]), self.status_line, self.output],
             **kwargs,
@@ -262,6 +297,10 @@ class DragWidget(widgets.VBox):
             k.redo: self.redo,
             k.reset: self.reset,
             k.save: lambda: self.save_png(k.save_path.value),
+            k.save_gif: lambda: self.save_gif(k.gif_path.value),
+            k.save_session: lambda: self.save_session(k.session_path.value),
+            k.load_session: lambda: self.load_session(k.session_path.value),
+            k.project: self._project_upload,
             k.load: lambda: self.load_model(k.model.value.strip() or "default", background=True),
         }
         for button, action in clicks.items():
@@ -354,7 +393,7 @@ class DragWidget(widgets.VBox):
         from ..gan import load_generator
 
         if not background:
-            self._swap_model(load_generator(source))
+            self._swap_model(load_generator(source), source=os.fspath(source))
             return
         if self._loading is not None and self._loading.is_alive():
             raise RuntimeError("a model is already loading; wait for it")
@@ -378,17 +417,26 @@ class DragWidget(widgets.VBox):
             self.report(error, f"loading {source}")
             return
         try:
-            self._swap_model(G)
+            self._swap_model(G, source=os.fspath(source))
         except Exception as exc:
             self.report(exc, f"loading {source}")
 
-    def _swap_model(self, G: nn.Module) -> None:
+    def _swap_model(self, G: nn.Module, *, source: Optional[str] = None) -> None:
         self.stop()
+        self._install(self._session_on(G), source=source)
+
+    def _session_on(self, G: nn.Module, w: Optional[torch.Tensor] = None) -> DragSession:
+        """A session on another generator, with this one's config, device and seed (or ``w``)."""
         old = self.session
         seed = old.seed if old.seed is not None else old.config.seed
-        self._session = DragSession(G, seed=seed, config=old.config, device=old.device)
-        self.canvas.set_resolution(self._session.resolution)
-        self.controls.set_limits(num_ws=G.num_ws, resolution=self._session.resolution)
+        return DragSession(G, seed=seed, w=w, config=old.config, device=old.device)
+
+    def _install(self, session: DragSession, *, source: Optional[str]) -> None:
+        """Show another session (the caller has stopped any run)."""
+        self._session = session
+        self._model_source = source
+        self.canvas.set_resolution(session.resolution)
+        self.controls.set_limits(num_ws=session.G.num_ws, resolution=session.resolution)
         self.pending = None
         self.refresh()
 
@@ -421,8 +469,8 @@ class DragWidget(widgets.VBox):
 
     def _update_enabled(self) -> None:
         running = self.running
-        self.controls.set_running(running)
-        if running:  # the session's lock is busy with a step: do not wait for it
+        self.controls.set_running(running, projecting=self.projecting)
+        if running or self.projecting:  # a step holds the session's lock; a photo replaces it
             self.controls.set_history(can_undo=False, can_redo=False, running=True)
         else:
             s = self.session
@@ -474,6 +522,9 @@ class DragWidget(widgets.VBox):
 
     @_reporting("click")
     def _on_press(self, x: float, y: float) -> None:
+        if self.projecting:  # a stray click must not throw the projection away
+            self._set_status("a photo is being projected and will replace this image; Stop cancels")
+            return
         self.stop()  # the UI stops the runner before it edits the session
         tool = self.controls.tool.value
         if tool == "points":
@@ -581,14 +632,186 @@ class DragWidget(widgets.VBox):
         self.session.reset()
         self.refresh()
 
+    # ----------------------------------------------------------------- files
+
     def save_png(self, path: Source = "draggan.png") -> Path:
         """Save the current image (not the overlays) as PNG; returns the path."""
-        path = Path(path).expanduser()
-        if path.suffix.lower() != ".png":
-            raise ValueError(f"the file name must end in .png, got {str(path)!r}")
-        Image.fromarray(self.session.image()).save(path)
+        path = _file_path(path, ".png")
+        export.save_png(self.session.image(), path)
         self._set_status(f"saved {path}")
         return path
+
+    def save_gif(self, path: Source = "draggan.gif") -> Path:
+        """Save the current (or last) drag as an animated GIF, with its points drawn.
+
+        One frame per step, as the canvas showed it, then the final image; a small model's
+        frames are enlarged so that the animation can be seen. A running drag is saved as
+        far as it got.
+
+        Args:
+            path: the file to write, ending in ``.gif``.
+
+        Returns:
+            The path written.
+
+        Raises:
+            ValueError: another suffix, or no drag to save (none ran since the last edit).
+            OSError: the file cannot be written; nothing is left behind.
+        """
+        path = _file_path(path, ".gif")
+        export.save_gif(self.session, path, overlay=True)
+        self._set_status(f"saved {path}")
+        return path
+
+    def save_session(self, path: Source = "draggan-session.json") -> Path:
+        """Save latent, points, mask, config and seed, to go on later with `load_session`.
+
+        A running drag is stopped first, so the latent and the points saved belong together.
+        The session names the model it was made with when the widget knows where that came
+        from (``"default"``, a registry name, a path); otherwise (a generator passed in, a
+        pivotally tuned one, one from a loaded session) the generator is saved beside it
+        (``*.generator.safetensors``), because nothing else could bring it back.
+
+        Args:
+            path: ``edit.json`` or ``edit``; the latent goes to ``edit.latents.pt`` beside it.
+
+        Returns:
+            The path of the JSON file.
+
+        Raises:
+            OSError: the files cannot be written.
+        """
+        self._stop_drag()
+        source = self._model_source
+        generator: export.GeneratorMode = "reference" if source is not None else "embed"
+        out = export.save_session(self.session, path, model=source, generator=generator)
+        self._set_status(f"saved {out}" + (" and its generator" if source is None else ""))
+        return out
+
+    def load_session(self, path: Source = "draggan-session.json") -> None:
+        """Replace latent, points, mask and config by a session saved with `save_session`.
+
+        The file is read and checked completely before anything changes: a missing, corrupt
+        or foreign file is reported and the widget stays as it was. The generator is the one
+        saved with the session, else the model it names. The loaded session's history starts
+        at its latent.
+
+        Args:
+            path: ``edit.json`` or ``edit``.
+
+        Raises:
+            FileNotFoundError: no such session, or a file it names is missing.
+            ValueError: a corrupt, truncated or inconsistent session.
+        """
+        session = export.load_session(path, device=self.session.device)
+        self.stop()
+        self._install(session, source=None)
+        self._set_status(f"loaded {path} · {self._describe_idle()}")
+
+    # ----------------------------------------------------------------- photos
+
+    def edit_photo(
+        self,
+        image: invert.ImageInput,
+        *,
+        steps: int = PHOTO_STEPS,
+        tune: bool = False,
+        tune_steps: int = TUNE_STEPS,
+    ) -> None:
+        """Find a photo in the generator's latent space, in the background, then drag it.
+
+        Projection takes hundreds of steps, so it runs in a worker thread (see
+        `invert.edit_photo`) while the kernel keeps answering; the status line shows its
+        progress. When it ends, the widget shows the projected latent, on the tuned
+        generator if ``tune``, with no points and no history: click handles and targets to
+        drag the photo. Stop (or `stop`) cancels it between two steps and leaves the image
+        as it was; `wait` waits for it.
+
+        Args:
+            image: the photo: an image file's bytes (an upload), a path, a PIL image or an
+                ``H x W x 3`` uint8 array. It is cropped to a centred square and resized to
+                the model's side (the status line says so).
+            steps: projection steps (W, then W+).
+            tune: then pivotally tune a copy of the generator so that the latent shows the
+                photo itself rather than the model's closest image (slower; the tuned copy
+                is saved with the session).
+            tune_steps: steps of the tuning.
+
+        Raises:
+            ValueError, FileNotFoundError, TypeError: not an image, or bad step counts;
+                checked before anything starts, so nothing changes.
+            RuntimeError: a running drag or projection did not stop.
+        """
+        _check_count("steps", steps)
+        _check_count("tune_steps", tune_steps)
+        G = self.session.G
+        prepared = invert.prepare_image(image, G.img_resolution)  # fails here, not in the worker
+        self.stop()
+        if not self._photo.join(30.0):  # a finished job's thread may still be on its way out
+            raise RuntimeError("the last photo projection has not ended yet; try again")
+        self._photo_id += 1
+        job = self._photo_id
+        self.projecting = True
+        self._update_enabled()
+        self._set_status("projecting the photo · Stop cancels it")
+        pti_steps = tune_steps if tune else 0
+
+        def work(stopped: Callable[[], bool]) -> Any:
+            def progress(step: invert.Progress) -> bool:
+                self._photo_steps.put(_PhotoStep(job, step))
+                return not stopped()
+
+            return invert.edit_photo(
+                G, prepared.image, steps=steps, pti_steps=pti_steps, progress=progress
+            )
+
+        def on_done(result: Any, error: Optional[BaseException]) -> None:
+            self._photo_outcome = _PhotoOutcome(job, result, error, prepared.notes)
+            self._loop.call(self._finish_photo, job)
+
+        self._photo.start(work, on_done)
+
+    def _project_upload(self) -> None:
+        k = self.controls
+        if not k.upload.value:
+            raise ValueError("choose a photo first (Choose photo), then press Project")
+        content = k.upload.value[0]["content"]
+        self.edit_photo(bytes(content), steps=k.photo_steps.value, tune=k.tune.value)
+
+    def _show_photo_step(self, item: _PhotoStep) -> None:
+        """Kernel loop: the projection's progress in the status line."""
+        if item.job != self._photo_id or self._photo_finished == item.job:
+            return
+        p = item.progress
+        stage = PHOTO_STAGES.get(p.stage, p.stage)
+        self._set_status(
+            f"{stage} · step {p.step}/{p.total} · PSNR {p.psnr:.1f} dB · Stop cancels it"
+        )
+
+    @_reporting("photo")
+    def _finish_photo(self, job: int) -> None:
+        """Kernel loop (or a stop, or `wait`): show the photo, or why not; re-enable controls."""
+        with self._finish_lock:
+            if job != self._photo_id or self._photo_finished == job:
+                return
+            self._photo_finished = job
+        outcome = self._photo_outcome
+        assert outcome is not None and outcome.job == job, "the worker reports before it ends"
+        try:
+            if outcome.error is not None:
+                self.report(outcome.error, "photo")
+            elif self._photo.stop_requested or outcome.result is None:
+                self._set_status("photo projection cancelled; the image is as it was")
+            else:
+                G, ws, report = outcome.result
+                same_model = G is self.session.G  # not tuned: the model is still the loaded one
+                source = self._model_source if same_model else None
+                self._install(self._session_on(G, ws), source=source)
+                summary = "; ".join([report.summary(), *outcome.notes])
+                self._set_status(f"photo: {summary} · click a handle, then its target")
+        finally:
+            self.projecting = False
+            self._update_enabled()
 
     # -------------------------------------------------------------------- run
 
@@ -597,11 +820,20 @@ class DragWidget(widgets.VBox):
         self.running = True
 
     def stop(self, timeout: Optional[float] = 30.0) -> None:
-        """Stop a run and wait for its current step to end (nothing if none runs).
+        """Stop a drag or a photo projection and wait for its current step to end.
+
+        Nothing happens if neither runs. A stopped projection is cancelled: the image stays.
 
         Raises:
             RuntimeError: the step did not end within ``timeout`` seconds.
         """
+        if self.projecting:
+            if not self._photo.stop(timeout):
+                raise RuntimeError(f"the photo projection did not stop within {timeout} s")
+            self._finish_photo(self._photo_id)
+        self._stop_drag(timeout)
+
+    def _stop_drag(self, timeout: Optional[float] = 30.0) -> None:
         if not self._runner.running and self._finished_id == self._run_id:
             return
         if not self._runner.stop(timeout):
@@ -609,7 +841,13 @@ class DragWidget(widgets.VBox):
         self._finish_run(self._run_id)
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        """Wait for the run to end by itself; True if it did (frames show after the cell)."""
+        """Wait for a drag or a photo projection to end by itself; True if it did.
+
+        In a notebook cell the frames and the progress show after the cell.
+        """
+        if not self._photo.join(timeout):
+            return False
+        self._finish_photo(self._photo_id)
         done = self._runner.join(timeout)
         if done:
             self._finish_run(self._run_id)
@@ -625,11 +863,13 @@ class DragWidget(widgets.VBox):
                 self.running = False
                 return
         elif not change["new"] and self._finished_id != self._run_id:
-            self.stop()
+            self._stop_drag()
         self._update_enabled()
 
     def _launch(self) -> None:
         s = self.session
+        if self.projecting:
+            raise RuntimeError("a photo is being projected: wait for it, or stop it first")
         if not s.handles:
             raise ValueError(
                 "add a handle and its target first: click a handle, then where it should go"
@@ -641,6 +881,9 @@ class DragWidget(widgets.VBox):
         self._runner.start(s)
 
     def _request_stop(self) -> None:
+        if self.projecting:
+            self._photo.request_stop()
+            self._set_status("cancelling the photo after this step ...")
         if self._runner.running:
             self._runner.request_stop()
             self._set_status("stopping after this step ...")
@@ -691,7 +934,8 @@ class DragWidget(widgets.VBox):
         self._update_enabled()
 
     def close(self) -> None:
-        """Stop a run and close the widget and its children."""
+        """Stop a run or a projection and close the widget and its children."""
+        self._photo.stop(timeout=30.0)
         self._runner.stop(timeout=30.0)
         self.canvas.close()
         for child in (self.controls, self.status_line, self.output):
@@ -703,6 +947,18 @@ def _close_tree(widget: widgets.Widget) -> None:
     for child in getattr(widget, "children", ()):
         _close_tree(child)
     widget.close()
+
+
+def _file_path(path: Source, suffix: str) -> Path:
+    path = Path(path).expanduser()
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"the file name must end in {suffix}, got {str(path)!r}")
+    return path
+
+
+def _check_count(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
 
 
 def _check_on_image(p: Point, size: int) -> None:

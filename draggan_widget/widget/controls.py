@@ -1,4 +1,5 @@
-"""The control panel: tools, run buttons, one control per tunable `DragConfig` field.
+"""The control panel: tools, run buttons, one control per tunable `DragConfig` field, a
+photo upload and the file exports.
 
 The panel holds no state of its own. `DragWidget` tells it what to show (`show`,
 `show_config`) and learns of user edits through the callback given to `on_config`;
@@ -34,6 +35,7 @@ CONFIG_FIELDS = (
 # Controls that cannot change while a drag runs: they change the optimised variables or
 # start a new image. The others are read by the session before every step.
 FIXED_WHILE_RUNNING = ("w_plus", "n_opt_ws", "seed", "truncation_psi")
+PHOTO_STEPS = 1000  # projection steps offered for a photo (NVIDIA's projector: 1000)
 
 ConfigCallback = Callable[[str, Any], None]
 
@@ -169,10 +171,58 @@ class DragControls(widgets.VBox):
             value="draggan.png",
             description="file",
             style=_style(),
-            layout=widgets.Layout(width="222px"),
+            layout=widgets.Layout(width="200px"),
         )
-        self.save = _button("Save", "", "Save the current image as PNG")
-        self.save.layout = widgets.Layout(width="62px", flex="0 0 62px")
+        self.save = _button("Save PNG", "", "Save the current image as PNG")
+        self.save.layout = _file_button_layout()
+        self.gif_path = widgets.Text(
+            value="draggan.gif",
+            description="GIF",
+            style=_style(),
+            layout=widgets.Layout(width="200px"),
+        )
+        self.save_gif = _button("Save GIF", "", "Save the last drag as an animation, with points")
+        self.save_gif.layout = _file_button_layout()
+        self.session_path = widgets.Text(
+            value="draggan-session.json",
+            description="session",
+            tooltip="the JSON file; the latent (and a tuned generator) are saved beside it",
+            style=_style(),
+            layout=_row_layout(),
+        )
+        self.save_session = _button(
+            "Save session", "download", "Save latent, points, mask and settings to continue later"
+        )
+        self.load_session = _button(
+            "Load session", "upload", "Replace image, points, mask and settings by a saved session"
+        )
+
+        self.upload = widgets.FileUpload(
+            accept="image/*",
+            multiple=False,
+            description="Choose photo",
+            tooltip="an image file; it is cropped to a centred square and resized to the model",
+            layout=widgets.Layout(width="auto"),
+        )
+        self.photo_steps = widgets.BoundedIntText(
+            value=PHOTO_STEPS,
+            min=1,
+            max=100_000,
+            description="steps",
+            tooltip="projection steps: more fit the photo closer and take longer",
+            style=_style(),
+            layout=widgets.Layout(width="180px"),
+        )
+        self.tune = widgets.Checkbox(
+            value=False,
+            description="pivotal tuning",
+            indent=False,
+            tooltip="then fine-tune a copy of the generator so the image matches the photo",
+            layout=widgets.Layout(width="130px"),
+        )
+        self.project = _button(
+            "Project", "magic", "Find the photo in the generator's latent space, then drag it"
+        )
         self.set_limits(num_ws=num_ws, resolution=resolution)
 
         f = self.fields
@@ -185,10 +235,29 @@ class DragControls(widgets.VBox):
                 widgets.HBox([f["seed"], self.random_seed]),
                 f["truncation_psi"],
                 widgets.HBox([self.model, self.load]),
-                widgets.HBox([self.save_path, self.save]),
             ]
         )
-        self.tabs = widgets.Tab(children=[drag_box, image_box], titles=("Drag", "Image"))
+        photo_box = widgets.VBox(
+            [
+                self.upload,
+                widgets.HBox(
+                    [self.photo_steps, self.tune], layout=widgets.Layout(align_items="center")
+                ),
+                widgets.HBox([self.project]),
+            ]
+        )
+        files_box = widgets.VBox(
+            [
+                widgets.HBox([self.save_path, self.save]),
+                widgets.HBox([self.gif_path, self.save_gif]),
+                self.session_path,
+                widgets.HBox([self.save_session, self.load_session]),
+            ]
+        )
+        self.tabs = widgets.Tab(
+            children=[drag_box, image_box, photo_box, files_box],
+            titles=("Drag", "Image", "Photo", "Files"),
+        )
         row = widgets.HBox
         super().__init__(
             [
@@ -263,19 +332,34 @@ class DragControls(widgets.VBox):
         finally:
             self._showing = False
 
-    def set_running(self, running: bool) -> None:
-        """Disable what cannot change mid-run; enable Stop only while running."""
+    def set_running(self, running: bool, *, projecting: bool = False) -> None:
+        """Disable what cannot change mid-run; enable Stop only while something runs.
+
+        Args:
+            running: a drag runs.
+            projecting: a photo is being projected; its result will replace the image, so
+                the point and mask tools are disabled too (their edits would be lost).
+        """
+        busy = running or projecting
         for name in FIXED_WHILE_RUNNING:
-            self.fields[name].disabled = running
-        for w in (self.random_seed, self.load, self.model, self.start):
-            w.disabled = running
-        self.stop.disabled = not running
+            self.fields[name].disabled = busy
+        fixed = (self.random_seed, self.load, self.model, self.start, self.load_session)
+        photo = (self.upload, self.photo_steps, self.tune, self.project)
+        for w in (*fixed, *photo):
+            w.disabled = busy
+        for w in (self.clear_points, self.clear_mask):
+            w.disabled = projecting
+        self.stop.disabled = not busy
 
     def set_history(self, *, can_undo: bool, can_redo: bool, running: bool) -> None:
         """Enable Undo / Redo / Reset by what the session can do."""
         self.undo.disabled = running or not can_undo
         self.redo.disabled = running or not can_redo
         self.reset.disabled = running
+
+
+def _file_button_layout() -> widgets.Layout:
+    return widgets.Layout(width="90px", flex="0 0 90px")
 
 
 def _fit_range(w: widgets.ValueWidget, value: Any) -> None:

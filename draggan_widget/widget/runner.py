@@ -1,4 +1,4 @@
-"""The drag's worker thread, and the hand-off of its frames to the kernel's event loop.
+"""The worker threads (a drag, a photo's projection) and their hand-off to the kernel's loop.
 
 The optimisation runs in one worker thread so the kernel stays responsive: button clicks
 and mouse events are handled while it runs. The worker never touches a widget. ipycanvas
@@ -8,7 +8,8 @@ the kernel's asyncio loop with ``loop.call_soon_threadsafe``.
 
 Frames are dropped, not queued: `LatestFrame` keeps only the newest one, and at most one
 redraw is scheduled at a time. A slow frontend or a busy kernel therefore sees the latest
-image, never a backlog of stale ones.
+image, never a backlog of stale ones. A photo's projection (`BackgroundJob`) hands over its
+progress the same way.
 """
 
 from __future__ import annotations
@@ -113,29 +114,19 @@ class LatestFrame(Generic[T]):
             self._consume(item)
 
 
-class DragRunner:
-    """Steps a session in a worker thread until it arrives, ``max_steps`` pass, or a stop.
+class Worker:
+    """One worker thread at a time, and a stop flag it checks between its steps.
 
-    Only the runner calls ``session.step()`` while it runs. The stop flag is checked between
-    steps, so a stop takes effect within one step.
+    The bookkeeping shared by `DragRunner` (session steps) and `BackgroundJob` (one long
+    function, such as a photo's projection): neither lets two threads work at once, and both
+    stop only between steps, because a step cut short would leave half-updated tensors.
 
     Args:
-        on_frame: called in the worker thread with each `StepResult`; it must not touch
-            widgets (hand the frame to the loop instead).
-        on_done: called in the worker thread once the loop ends, with the exception that
-            ended it or None.
-        render: ask each step for its image.
+        name: the thread's name (shown in debuggers and thread dumps).
     """
 
-    def __init__(
-        self,
-        on_frame: Callable[[Any], None],
-        on_done: Callable[[Optional[BaseException]], None],
-        *,
-        render: bool = True,
-    ) -> None:
-        self._on_frame, self._on_done = on_frame, on_done
-        self._render = render
+    def __init__(self, name: str) -> None:
+        self._name = name
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -149,23 +140,11 @@ class DragRunner:
         """Whether a stop was asked for since the last start."""
         return self._stop.is_set()
 
-    def start(self, session: Steppable, *, max_steps: Optional[int] = None) -> bool:
-        """Start stepping ``session`` in a new worker thread.
-
-        Args:
-            session: what to step.
-            max_steps: steps of this run; None reads ``session.config.max_steps`` before
-                every step, so a change made while it runs applies at once.
-
-        Returns:
-            False if a run is already going (nothing started), else True.
-        """
+    def _spawn(self, target: Callable[..., None], *args: Any) -> bool:
         if self.running:
             return False
         self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._loop, args=(session, max_steps), name="drag-runner", daemon=True
-        )
+        self._thread = threading.Thread(target=target, args=args, name=self._name, daemon=True)
         self._thread.start()
         return True
 
@@ -189,6 +168,45 @@ class DragRunner:
             t.join(timeout)  # on_done may call stop() from the worker itself
         return not self.running
 
+
+class DragRunner(Worker):
+    """Steps a session in a worker thread until it arrives, ``max_steps`` pass, or a stop.
+
+    Only the runner calls ``session.step()`` while it runs. The stop flag is checked between
+    steps, so a stop takes effect within one step.
+
+    Args:
+        on_frame: called in the worker thread with each `StepResult`; it must not touch
+            widgets (hand the frame to the loop instead).
+        on_done: called in the worker thread once the loop ends, with the exception that
+            ended it or None.
+        render: ask each step for its image.
+    """
+
+    def __init__(
+        self,
+        on_frame: Callable[[Any], None],
+        on_done: Callable[[Optional[BaseException]], None],
+        *,
+        render: bool = True,
+    ) -> None:
+        super().__init__("drag-runner")
+        self._on_frame, self._on_done = on_frame, on_done
+        self._render = render
+
+    def start(self, session: Steppable, *, max_steps: Optional[int] = None) -> bool:
+        """Start stepping ``session`` in a new worker thread.
+
+        Args:
+            session: what to step.
+            max_steps: steps of this run; None reads ``session.config.max_steps`` before
+                every step, so a change made while it runs applies at once.
+
+        Returns:
+            False if a run is already going (nothing started), else True.
+        """
+        return self._spawn(self._loop, session, max_steps)
+
     def _loop(self, session: Steppable, max_steps: Optional[int]) -> None:
         error: Optional[BaseException] = None
         try:
@@ -205,3 +223,48 @@ class DragRunner:
             error = exc
         finally:
             self._on_done(error)
+
+
+class BackgroundJob(Worker, Generic[T]):
+    """Runs one long function in a worker thread; it polls ``stopped()`` between its steps.
+
+    For work that is not a series of session steps, such as projecting a photo, whose loop
+    lives in the library (`invert.project` calls back after every step). Like `DragRunner`,
+    the job never touches a widget: ``on_done`` receives the outcome in the worker thread and
+    hands it to the loop.
+
+    Args:
+        name: the thread's name.
+    """
+
+    def start(
+        self,
+        work: Callable[[Callable[[], bool]], T],
+        on_done: Callable[[Optional[T], Optional[BaseException]], None],
+    ) -> bool:
+        """Run ``work(stopped)`` in a new worker thread, then ``on_done(result, error)`` there.
+
+        Args:
+            work: the function; it should return soon after ``stopped()`` turns True.
+            on_done: called in the worker thread with the result (None on error) and the
+                exception that ended ``work`` (None on success).
+
+        Returns:
+            False if a job is already running (nothing started), else True.
+        """
+        return self._spawn(self._run, work, on_done)
+
+    def _run(
+        self,
+        work: Callable[[Callable[[], bool]], T],
+        on_done: Callable[[Optional[T], Optional[BaseException]], None],
+    ) -> None:
+        result: Optional[T] = None
+        error: Optional[BaseException] = None
+        try:
+            result = work(self._stop.is_set)
+        except Exception as exc:  # handed to the UI by on_done, not swallowed
+            logger.debug("%s failed", self._name, exc_info=True)
+            error = exc
+        finally:
+            on_done(result, error)
