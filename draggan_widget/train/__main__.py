@@ -5,6 +5,8 @@
     python -m draggan_widget.train --resume runs/default/latest.pt --kimg 500  # train longer
     python -m draggan_widget.train --resume runs/default/latest.pt --export-only \\
         --export weights/default.safetensors                               # G_ema -> weights
+    python -m draggan_widget.train --resume runs/default/latest.pt \\
+        --compact checkpoints/default-resume.pt                            # bfloat16 copy
 
 Architecture and optimiser options default to the default model's (see TrainConfig); on
 resume they come from the checkpoint and only --kimg, --out, --data and the reporting
@@ -28,6 +30,7 @@ from tqdm import tqdm
 from .loop import (
     Progress,
     TrainConfig,
+    compact_checkpoint,
     config_from_checkpoint,
     export_generator,
     load_checkpoint,
@@ -90,6 +93,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     add("--export", help="write G_ema to this .safetensors when training ends")
     add("--export-dtype", choices=sorted(DTYPES), default="float32")
     add("--export-only", action="store_true", help="with --resume: export, do not train")
+    add("--compact", help="with --resume: write a bfloat16 copy of the checkpoint, do not train")
     return p.parse_args(argv)
 
 
@@ -153,6 +157,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         )
     if args.export_only and not (args.resume and args.export):
         raise SystemExit("error: --export-only needs --resume CHECKPOINT and --export PATH")
+    if args.compact and not args.resume:
+        raise SystemExit("error: --compact needs --resume CHECKPOINT")
     try:  # a user's mistake gets one line, not a traceback
         ckpt = load_checkpoint(args.resume) if args.resume else None
         cfg = make_config(args, ckpt)
@@ -160,6 +166,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         raise SystemExit(f"error: {exc}") from None
     if args.export_only:
         export_generator(ckpt, args.export, dtype=DTYPES[args.export_dtype])
+    if args.compact:
+        compact_checkpoint(args.resume, args.compact)
+    if args.export_only or args.compact:
         return 0
     logger.info("config: %s", dataclasses.asdict(cfg))
     signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill PID` saves a checkpoint too

@@ -259,6 +259,28 @@ def load_checkpoint(path: Union[str, Path]) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def compact_checkpoint(src: Union[str, Path], dst: Union[str, Path]) -> Path:
+    """Copy a checkpoint with the networks and Adam states in bfloat16: half the bytes.
+
+    A later session resumes from the copy on a new machine (``runs/`` does not travel).
+    Resuming casts the weights and Adam moments back to float32; bfloat16 keeps float32's
+    range, so Adam's tiny second moments do not underflow as they would in float16.
+    """
+
+    def shrink(value: Any) -> Any:
+        if isinstance(value, Tensor) and value.is_floating_point():
+            return value.to(torch.bfloat16)
+        if isinstance(value, dict):
+            return {k: shrink(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [shrink(v) for v in value]
+        return value
+
+    ckpt = load_checkpoint(src)
+    bulky = ("G", "D", "G_ema", "opt_G", "opt_D")  # scalars such as pl_mean stay exact
+    return save_checkpoint(dst, {**ckpt, **{k: shrink(ckpt[k]) for k in bulky}})
+
+
 def config_from_checkpoint(ckpt: dict[str, Any], **overrides: Any) -> TrainConfig:
     """The run's config, with the fields a resume may change (``RESUMABLE``) replaced.
 
