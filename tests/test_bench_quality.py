@@ -1,0 +1,174 @@
+"""bench/quality.py: deterministic, filtered tasks; metrics with known answers; a tiny run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, make_generator
+from draggan_widget.train.faces import LANDMARK_NAMES, render_dataset
+from draggan_widget.train.landmarks import LandmarkNet
+
+
+def _load_bench():
+    """bench/ is scripts, not a package: load quality.py by path, once."""
+    if "bench_quality" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("bench_quality", REPO / "bench/quality.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_quality"] = module  # dataclasses look their module up here
+        spec.loader.exec_module(module)
+    return sys.modules["bench_quality"]
+
+
+quality = _load_bench()
+K = len(LANDMARK_NAMES)
+
+
+def _fake_landmarks(size: int, spread: float):
+    """Image seed -> landmarks scattered around the centre, some near or past the border."""
+
+    def landmarks_of(seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return (size / 2 + rng.normal(0, spread, size=(K, 2))).astype(np.float32)
+
+    return landmarks_of
+
+
+def test_make_tasks_is_deterministic_per_seed():
+    limits = quality.Limits.for_size(64)
+    args = dict(size=64, limits=limits)
+    one = quality.make_tasks(_fake_landmarks(64, 3.0), 6, seed=3, **args)
+    two = quality.make_tasks(_fake_landmarks(64, 3.0), 6, seed=3, **args)
+    other = quality.make_tasks(_fake_landmarks(64, 3.0), 6, seed=4, **args)
+    assert one == two
+    assert one != other
+    assert [t.kind for t in one] == ["1", "5", "all"] * 2
+    assert [len(t.points) for t in one] == [1, 5, K] * 2
+
+
+def test_make_tasks_keeps_targets_inside_and_distances_in_range():
+    size, limits = 64, quality.Limits(min_dist=3.0, max_dist=12.0, margin=4.0)
+    tasks = quality.make_tasks(
+        _fake_landmarks(size, 14.0), 8, seed=0, size=size, limits=limits, kinds=(1, 5)
+    )
+    for task in tasks:
+        for points in (task.handles, task.targets):
+            arr = np.asarray(points)
+            assert (arr >= limits.margin).all() and (arr <= size - limits.margin).all()
+        dist = np.linalg.norm(np.subtract(task.targets, task.handles), axis=1)
+        assert (dist >= limits.min_dist).all() and (dist <= limits.max_dist).all()
+
+
+def test_make_tasks_says_when_the_limits_reject_everything():
+    limits = quality.Limits(min_dist=100.0, max_dist=200.0, margin=0.0)
+    with pytest.raises(RuntimeError, match="loosen the limits"):
+        quality.make_tasks(_fake_landmarks(64, 3.0), 2, seed=0, size=64, limits=limits)
+
+
+def test_pick_points_all_rejects_a_pair_with_one_landmark_off_the_image():
+    handles = np.full((4, 2), 30.0)
+    targets = handles + [3.0, 0.0]
+    limits = quality.Limits(min_dist=1.0, max_dist=10.0, margin=2.0)
+    rng = np.random.default_rng(0)
+    assert quality.pick_points(handles, targets, None, rng, size=64, limits=limits) == (0, 1, 2, 3)
+    targets[2] = (63.0, 30.0)
+    assert quality.pick_points(handles, targets, None, rng, size=64, limits=limits) is None
+
+
+def test_mean_distance_and_edit_region_known_answers():
+    assert (
+        quality.mean_distance(np.array([[0.0, 0.0], [1.0, 1.0]]), [[3.0, 4.0], [1.0, 1.0]]) == 2.5
+    )
+    region = quality.edit_region(np.array([[2.0, 8.0]]), np.array([[14.0, 8.0]]), size=16, radius=2)
+    assert region[7, 2:14].all() and region[8, 0:16].sum() == 16  # the segment and its ends
+    assert not region[0].any() and not region[15].any()
+    assert region.sum() < 16 * 16 / 2
+
+
+def test_outside_pixel_change_ignores_the_region():
+    before = np.zeros((16, 16, 3), np.uint8)
+    region = np.zeros((16, 16), bool)
+    region[4:8, 4:8] = True
+    after = before.copy()
+    after[region] = 200
+    assert quality.outside_pixel_change(before, after, region) == 0.0
+    after[~region] = 10
+    assert quality.outside_pixel_change(before, after, region) == pytest.approx(10.0)
+    assert math.isnan(quality.outside_pixel_change(before, after, np.ones((16, 16), bool)))
+
+
+def test_outside_feature_change_is_zero_for_unchanged_images():
+    torch.manual_seed(0)
+    net = LandmarkNet(K).eval()
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    region = np.zeros((64, 64), bool)
+    region[:20, :20] = True
+    assert quality.outside_feature_change(net, img, img, region) == 0.0
+    assert quality.outside_feature_change(net, img, 255 - img, region) > 0.1
+
+
+def test_parse_preset_changes_one_field_and_refuses_unknown_names():
+    cfg = quality.parse_preset("ours:max_track_move=None,tracking=nearest")
+    assert cfg.max_track_move is None and cfg.tracking == "nearest"
+    assert cfg.slow_down == quality.parse_preset("ours").slow_down
+    assert quality.parse_preset("paper").tracking == "nearest"
+    with pytest.raises(ValueError, match="unknown preset"):
+        quality.parse_preset("best")
+    with pytest.raises(ValueError, match="no_such_field"):
+        quality.parse_preset("ours:no_such_field=1")
+
+
+def test_detector_is_trained_once_then_loaded(tmp_path):
+    recipe = quality.DetectorRecipe(n_train=16, n_heldout=8, steps=2, batch=4, size=32)
+    _, first = quality.load_or_train_detector(recipe, tmp_path)
+    _, second = quality.load_or_train_detector(recipe, tmp_path)
+    assert first["trained_now"] and not second["trained_now"]
+    assert first["path"] == second["path"]
+    other = quality.DetectorRecipe(n_train=16, n_heldout=8, steps=3, batch=4, size=32)
+    assert other.cache_name() != recipe.cache_name()
+
+
+def _mean_face_detector(marks: np.ndarray, size: int) -> LandmarkNet:
+    """An untrained net whose output bias is the mean face: landmarks near where faces have
+    them, moved a little by the random weights, so tasks differ without any training."""
+    torch.manual_seed(0)
+    net = LandmarkNet(K)
+    with torch.no_grad():
+        net.head.bias.copy_(torch.from_numpy(marks.mean(0).reshape(-1) / size))
+    return net.eval()
+
+
+def test_benchmark_runs_end_to_end_on_a_tiny_generator():
+    G = make_generator(img_resolution=32)
+    images, marks = render_dataset(32, size=32, seed=5)
+    detector = _mean_face_detector(marks, 32)
+    reference = detector.embed_images(images)
+    limits = quality.Limits(min_dist=0.0, max_dist=32.0, margin=0.5)
+    report = quality.run_benchmark(
+        G,
+        detector,
+        reference,
+        presets=["paper", "ours"],
+        n_tasks=2,
+        seed=0,
+        max_steps=3,
+        device=torch.device("cpu"),
+        limits=limits,
+    )
+    assert [t["kind"] for t in report["tasks"]] == ["1", "5"]
+    for preset in ("paper", "ours"):
+        agg = report["presets"][preset]["aggregate"]
+        assert 0 <= agg["success_rate"] <= 1 and 0 <= agg["steps"] <= 3
+        assert math.isfinite(agg["md"]) and math.isfinite(agg["fd"])
+    assert "md" in report["ours_over_paper"]
+    table = quality.markdown_table(quality.clean(report))
+    assert table.count("\n") == 5 and "| ours / paper |" in table
+    assert all(line.count("|") == 12 for line in table.splitlines())
+    json.dumps(quality.clean(report), allow_nan=False)
