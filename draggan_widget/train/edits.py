@@ -1,0 +1,191 @@
+"""The default model's canonical edits: close the eyes, open the mouth, turn the head.
+
+The handles are landmarks that the bundled landmark detector (``weights/landmarks.safetensors``,
+`LandmarkNet` trained on rendered faces) finds in the generated face, and the targets are
+offsets from them in fractions of the image side. Nothing is typed in for one model: the
+same edits apply to whatever the default model is after it is trained further.
+
+    python -m draggan_widget.train.edits --out docs        # docs/edit_<name>.gif, one a drag
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..drag import DragConfig, DragSession, StepResult
+from ..gan.registry import bundled_path
+from ..gan.stylegan2 import Generator
+from .faces import LANDMARK_NAMES
+from .landmarks import LandmarkNet, load_landmark_net
+
+logger = logging.getLogger(__name__)
+
+Point = tuple[float, float]
+DETECTOR_FILE = "landmarks.safetensors"
+
+
+@dataclass(frozen=True)
+class EditSpec:
+    """One edit: which landmarks move, by how much, and which region may change.
+
+    Attributes:
+        name: short name, used in file names.
+        description: what a person sees happen.
+        seed: the seed of the face it is made on.
+        moves: ``(landmark name, (dx, dy))`` with the offset in fractions of the image side.
+        mask_radius: the editable region is the union of discs of this radius (fraction of
+            the side) around the handles and targets; None lets the whole image change.
+    """
+
+    name: str
+    description: str
+    seed: int
+    moves: tuple[tuple[str, Point], ...]
+    mask_radius: Optional[float]
+
+
+#: Lids down onto the lower lids' height, mouth corners out and up with the lower lip down,
+#: the nose tip sideways (which turns the head: the face follows its centre line).
+EDITS: tuple[EditSpec, ...] = (
+    EditSpec(
+        "close_eyes",
+        "the upper lids come down: the eyes close",
+        1,
+        (("left_eye.upper", (0.0, 0.05)), ("right_eye.upper", (0.0, 0.05))),
+        0.12,
+    ),
+    EditSpec(
+        "open_mouth",
+        "the lower lip drops and the corners rise: an open smile",
+        2,
+        (
+            ("mouth.lower", (0.0, 0.07)),
+            ("mouth.left", (-0.03, -0.03)),
+            ("mouth.right", (0.03, -0.03)),
+        ),
+        0.15,
+    ),
+    EditSpec(
+        "turn_head",
+        "the nose tip moves sideways: the head turns",
+        3,
+        (("nose.tip", (0.09, 0.0)),),
+        None,
+    ),
+)
+
+
+@dataclass
+class Edit:
+    """An `EditSpec` placed on a face: points in image pixels and the editable mask."""
+
+    spec: EditSpec
+    handles: list[Point]
+    targets: list[Point]
+    mask: Optional[np.ndarray]  # [H, W] bool, True = may change
+
+
+def load_detector() -> LandmarkNet:
+    """The landmark detector shipped beside the default model."""
+    return load_landmark_net(bundled_path(DETECTOR_FILE))
+
+
+def _disc_mask(side: int, centres: Sequence[Point], radius: float) -> np.ndarray:
+    yy, xx = np.mgrid[:side, :side] + 0.5
+    mask = np.zeros((side, side), dtype=bool)
+    for x, y in centres:
+        mask |= (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
+    return mask
+
+
+def place(spec: EditSpec, image: np.ndarray, detector: LandmarkNet) -> Edit:
+    """Put ``spec`` on the face in ``image`` (uint8 ``H x W x 3``) at its detected landmarks.
+
+    Raises:
+        ValueError: a target would leave the image.
+    """
+    side = image.shape[0]
+    found = detector.locate(image[None], side)[0]  # [K, 2] (x, y) px
+    handles, targets = [], []
+    for name, (dx, dy) in spec.moves:
+        x, y = (float(v) for v in found[LANDMARK_NAMES.index(name)])
+        tx, ty = x + dx * side, y + dy * side
+        if not (0 <= tx < side and 0 <= ty < side):
+            raise ValueError(f"{spec.name}: the target of {name} ({tx:.1f}, {ty:.1f}) is outside")
+        handles.append((x, y))
+        targets.append((tx, ty))
+    mask = None
+    if spec.mask_radius is not None:
+        mask = _disc_mask(side, handles + targets, spec.mask_radius * side)
+    return Edit(spec, handles, targets, mask)
+
+
+def start(
+    G: Generator,
+    spec: EditSpec,
+    detector: LandmarkNet,
+    *,
+    config: Optional[DragConfig] = None,
+    device: Optional[str] = None,
+) -> tuple[DragSession, Edit]:
+    """A session on ``spec``'s face with its points and mask set, ready to run."""
+    session = DragSession(G, seed=spec.seed, config=config, device=device)
+    edit = place(spec, session.image(), detector)
+    session.set_points(edit.handles, edit.targets)
+    session.set_mask(edit.mask)
+    return session, edit
+
+
+def run_edit(
+    G: Generator,
+    spec: EditSpec,
+    detector: LandmarkNet,
+    *,
+    max_steps: int = 200,
+    render: bool = False,
+    device: Optional[str] = None,
+) -> tuple[DragSession, StepResult]:
+    """Run one canonical edit until its handles arrive or ``max_steps`` pass."""
+    session, _ = start(G, spec, detector, device=device)
+    return session, session.run(max_steps=max_steps, render=render)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Write each canonical edit of the default model as a GIF, and print how it went."""
+    from ..export import save_gif
+    from ..gan.formats import load_generator
+
+    parser = argparse.ArgumentParser(prog="python -m draggan_widget.train.edits")
+    parser.add_argument("--out", default="docs", help="folder for edit_<name>.gif")
+    parser.add_argument("--model", default="default", help="a load_generator source")
+    parser.add_argument("--steps", type=int, default=200, help="most steps per edit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    G, detector = load_generator(args.model), load_detector()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for spec in EDITS:
+        session, result = run_edit(G, spec, detector, max_steps=args.steps, render=True)
+        path = save_gif(session, out / f"edit_{spec.name}.gif")
+        far = max(result.distances)
+        logger.info(
+            "%s: %s after %d steps, farthest handle %.2f px from its target -> %s",
+            spec.name,
+            "arrived" if result.done else "not arrived",
+            result.step,
+            far,
+            path,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

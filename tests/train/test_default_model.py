@@ -1,0 +1,53 @@
+"""The bundled default model: loads offline, and its three canonical edits arrive."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from draggan_widget import load_generator
+from draggan_widget.train.edits import EDITS, load_detector, place, run_edit
+
+pytestmark = [
+    pytest.mark.weights,
+    pytest.mark.skipif(
+        not (REPO / "weights" / "default.safetensors").exists(),
+        reason="needs the bundled default model (weights/default.safetensors)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def G():
+    return load_generator("default")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return load_detector()
+
+
+def test_default_model_loads_as_a_64_px_generator(G):
+    assert G.img_resolution == 64 and G.img_channels == 3
+    assert G.num_ws == 10  # two per block from 4 to 64 px, as NVIDIA counts them
+
+
+def test_edits_place_handles_on_the_face_and_targets_inside(G, detector):
+    from draggan_widget.drag import DragSession
+
+    for spec in EDITS:
+        image = DragSession(G, seed=spec.seed, device="cpu").image()
+        edit = place(spec, image, detector)
+        points = np.array(edit.handles + edit.targets)
+        assert ((points >= 0) & (points < 64)).all()
+        if edit.mask is not None:  # every handle and target lies in the editable region
+            for x, y in points:
+                assert edit.mask[int(y), int(x)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", EDITS, ids=[e.name for e in EDITS])
+def test_canonical_edit_arrives_within_200_steps(G, detector, spec):
+    _, result = run_edit(G, spec, detector, max_steps=200, device="cpu")
+    assert max(result.distances) <= 2.0, f"{spec.name}: {result.distances} after {result.step}"
