@@ -279,14 +279,18 @@ class DragSession:
 
     # -------------------------------------------------------------------- step
 
+    def _precision(self) -> torch.autocast:
+        """The step's arithmetic: bfloat16 autocast when the config asks for it."""
+        low = self.config.precision == "bfloat16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=low)
+
     def _features(self, ws: Tensor, side: int) -> SynthesisState:
         """Synthesis up to the feature block, in the configured precision; float32 out.
 
         The reference features and every step's use the same precision, so the fixed-region
         loss compares like with like.
         """
-        low = self.config.precision == "bfloat16"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=low):
+        with self._precision():
             state = self.G.synthesis.begin(ws, until_res=side, noise_mode="const", force_fp32=True)
         return SynthesisState(state.x.float(), state.img.float(), state.res)
 
@@ -358,8 +362,8 @@ class DragSession:
             drag, is_new = self._drag_for_step()
             handles, targets, loss, done, state, ws, templates = self._supervise(drag, cfg)
             image = None
-            if render:
-                with torch.no_grad():
+            if render:  # the frame, in the step's precision; image() is always float32
+                with torch.no_grad(), self._precision():
                     image = to_uint8(self.G.synthesis.finish(ws.detach(), state, force_fp32=True))
             if not done:
                 drag.optimizer.step()

@@ -258,3 +258,10 @@ def test_changing_precision_restarts_the_reference_features(G64):
     s.config.precision = "bfloat16"
     s.step(render=False)
     assert s._drag.precision == "bfloat16" and s._drag.feat0 is not feat0
+
+
+def test_bfloat16_frames_are_close_and_image_stays_exact(G64):
+    exact, low = session(G64), session(G64, precision="bfloat16")
+    frame = low.step(render=True).image
+    assert np.abs(frame.astype(int) - exact.image().astype(int)).mean() < 2.0
+    assert np.array_equal(low.image(), DragSession(G64, w=low.ws, device="cpu").image())
