@@ -15,6 +15,7 @@ import platform
 import statistics
 import time
 from dataclasses import replace
+from typing import Callable
 
 import torch
 
@@ -53,55 +54,69 @@ def make_points(res: int, n: int) -> tuple[list, list]:
     return handles, [(x + d, y) for x, y in handles]
 
 
-def timed(fn, repeats: int, warmup: int, sync) -> float:
+def timed(fns: dict[str, Callable[[], object]], repeats: int, warmup: int, sync) -> dict:
+    """Median ms of each function, timed in turn within every round.
+
+    Interleaving gives every variant the same share of whatever else the machine is doing,
+    so the ratios hold on a shared CPU even when the absolute figures drift.
+    """
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        sync()
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            sync()
+            t = time.perf_counter()
+            fn()
+            sync()
+            times[name].append((time.perf_counter() - t) * 1000)
+    return {name: statistics.median(ms) for name, ms in times.items()}
+
+
+def session_for(G: Generator, cfg: DragConfig, points: tuple, device: torch.device) -> DragSession:
+    s = DragSession(G, seed=0, config=cfg, device=device)
+    s.set_points(*points)
+    return s
 
 
 def bench_one(G: Generator, name: str, n_points: int, device: torch.device, repeats: int) -> dict:
     res = G.img_resolution
-    handles, targets = make_points(res, n_points)
+    points = make_points(res, n_points)
     cfg = DragConfig(stop_distance=0.5)  # never stops during the timing
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    ours = DragSession(G, seed=0, config=cfg, device=device)
-    ours.set_points(handles, targets)
-    ours_ms = timed(lambda: ours.step(render=False), repeats, 2, sync)
-    ours_render_ms = timed(lambda: ours.step(render=True), repeats, 1, sync)
-    low = DragSession(G, seed=0, config=replace(cfg, precision="bfloat16"), device=device)
-    low.set_points(handles, targets)
-    bf16_render_ms = timed(lambda: low.step(render=True), repeats, 2, sync)
+    ours = session_for(G, cfg, points, device)
+    low = session_for(G, replace(cfg, precision="bfloat16"), points, device)
     side = cfg.feature_side(res)
     official_side = min(128, res)  # the release always supervises block 6 (128 x 128)
     official = OfficialStep(
         G,
         DragSession(G, seed=0, device=device).ws,
-        handles,
-        targets,
+        *points,
         feature_res=official_side,
         lr=cfg.lr,
     )
-    official_ms = timed(official.step, repeats, 2, sync)
+    ms = timed(
+        {
+            "ours": lambda: ours.step(render=False),
+            "ours_render": lambda: ours.step(render=True),
+            "ours_bf16_render": lambda: low.step(render=True),
+            "official": official.step,
+        },
+        repeats,
+        2,
+        sync,
+    )
     return {
         "model": name,
         "resolution": res,
         "feature_res": side,
         "official_feature_res": official_side,
         "points": n_points,
-        "ours_ms": round(ours_ms, 2),
-        "ours_render_ms": round(ours_render_ms, 2),
-        "ours_bf16_render_ms": round(bf16_render_ms, 2),
-        "official_ms": round(official_ms, 2),
-        "speedup": round(official_ms / ours_render_ms, 2),
-        "speedup_no_render": round(official_ms / ours_ms, 2),
-        "speedup_bf16": round(official_ms / bf16_render_ms, 2),
+        **{f"{k}_ms": round(v, 2) for k, v in ms.items()},
+        "speedup": round(ms["official"] / ms["ours_render"], 2),
+        "speedup_no_render": round(ms["official"] / ms["ours"], 2),
+        "speedup_bf16": round(ms["official"] / ms["ours_bf16_render"], 2),
     }
 
 

@@ -29,12 +29,13 @@ CONFIG_FIELDS = (
     "w_plus",
     "n_opt_ws",
     "stop_distance",
+    "precision",
     "seed",
     "truncation_psi",
 )
 # Controls that cannot change while a drag runs: they change the optimised variables or
 # start a new image. The others are read by the session before every step.
-FIXED_WHILE_RUNNING = ("w_plus", "n_opt_ws", "seed", "truncation_psi")
+FIXED_WHILE_RUNNING = ("w_plus", "n_opt_ws", "precision", "seed", "truncation_psi")
 PHOTO_STEPS = 1000  # projection steps offered for a photo (NVIDIA's projector: 1000)
 
 ConfigCallback = Callable[[str, Any], None]
@@ -122,6 +123,10 @@ class DragControls(widgets.VBox):
             ),
             "n_opt_ws": widgets.IntSlider(value=6, min=1, max=max(num_ws, 1)),
             "stop_distance": widgets.BoundedFloatText(value=0.0, min=0.0, max=1e4, step=0.5),
+            "precision": widgets.Dropdown(
+                options=[("float32 (exact)", "float32"), ("bfloat16 (faster)", "bfloat16")],
+                value="float32",
+            ),
             "seed": widgets.IntText(value=0),
             "truncation_psi": widgets.FloatSlider(
                 value=0.7, min=0.0, max=1.0, step=0.05, continuous_update=False
@@ -136,6 +141,7 @@ class DragControls(widgets.VBox):
             "w_plus": ("latent", "optimise W+ (per layer) or W (shared)"),
             "n_opt_ws": ("layers moved", "only the first this-many style vectors move"),
             "stop_distance": ("stop at px", "arrived within this distance; 0 = auto (1-2 px)"),
+            "precision": ("arithmetic", "bfloat16: about 2x faster on recent CPUs and GPUs"),
             "seed": ("seed", "a new seed draws a new image (clears points and history)"),
             "truncation_psi": ("truncation ψ", "lower: more typical images (a new image)"),
         }
@@ -228,7 +234,7 @@ class DragControls(widgets.VBox):
         f = self.fields
         drag_box = widgets.VBox(
             [f[n] for n in ("lr", "lambda_mask", "r1", "r2", "max_steps")]
-            + [f["w_plus"], f["n_opt_ws"], f["stop_distance"]]
+            + [f["w_plus"], f["n_opt_ws"], f["stop_distance"], f["precision"]]
         )
         image_box = widgets.VBox(
             [

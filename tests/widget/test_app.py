@@ -183,12 +183,16 @@ def test_config_set_in_code_moves_the_control_and_reaches_the_session(w, fake):
     assert w.controls.fields["stop_distance"].value == 0
     w.config.w_plus = False
     assert w.controls.fields["w_plus"].value is False
+    w.config.precision = "bfloat16"
+    assert w.controls.fields["precision"].value == "bfloat16"
 
 
 def test_control_edit_reaches_the_session_config(w, fake):
     w.controls.fields["lambda_mask"].value = 5.0
     w.controls.fields["n_opt_ws"].value = 4
     w.controls.fields["stop_distance"].value = 0
+    w.controls.fields["precision"].value = "bfloat16"
+    assert fake.config.precision == "bfloat16"
     assert fake.config.lambda_mask == 5.0 and fake.config.n_opt_ws == 4
     assert fake.config.stop_distance is None
     assert w.config.lambda_mask == 5.0
@@ -276,6 +280,7 @@ def test_stop_button_stops_within_one_step_and_controls_follow(w, fake):
     c = w.controls
     assert c.start.disabled and not c.stop.disabled
     assert c.fields["seed"].disabled and c.fields["w_plus"].disabled and c.undo.disabled
+    assert c.fields["precision"].disabled
     assert not c.fields["lr"].disabled  # read before every step
     c.stop.click()
     assert "stopping" in w.status
