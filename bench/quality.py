@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from torch import Tensor
 
 from draggan_widget.drag import DragConfig, DragSession, pick_device
@@ -99,6 +100,12 @@ def default_cache_dir() -> Path:
     return (Path(home).expanduser() if home else REPO / "runs") / "landmarks"
 
 
+def _recipe_of(path: Path) -> str:
+    """The cache name recorded in a detector file's metadata ('' when there is none)."""
+    with safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {}).get("recipe", "")
+
+
 def load_or_train_detector(
     recipe: DetectorRecipe, cache_dir: Union[str, Path]
 ) -> tuple[LandmarkNet, dict[str, Any]]:
@@ -107,6 +114,10 @@ def load_or_train_detector(
     Returns:
         The network and a description (path, whether it was trained now, training seconds).
     """
+    bundled = REPO / "weights" / "landmarks.safetensors"  # what the canonical edits use
+    if bundled.exists() and _recipe_of(bundled) == recipe.cache_name():
+        logger.info("landmark detector: %s (bundled, same recipe)", bundled)
+        return load_landmark_net(bundled), {"path": str(bundled), "trained_now": False}
     path = Path(cache_dir) / recipe.cache_name()
     if path.exists():
         logger.info("landmark detector: %s", path)
