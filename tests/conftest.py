@@ -35,6 +35,16 @@ def make_generator(
     return G.eval().requires_grad_(False)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: where tests share two cores with other jobs, one
+    thread runs the small convolutions of these tests several times faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_G() -> Generator:
     return make_generator()

@@ -30,13 +30,7 @@ from draggan_widget.gan.formats import save_generator
 HANDLE, TARGET = (10.5, 16.5), (16.5, 16.5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tests share two cores with other jobs; one thread is several times faster here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,7 @@ from draggan_widget.invert import (
 HELD_OUT_SEEDS = (1001, 1002)  # never used to build or tune anything
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tests share two cores with other jobs; one thread is several times faster here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

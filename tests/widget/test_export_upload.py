@@ -29,13 +29,7 @@ SCALE = 16  # a 32-px session on the 512-px canvas
 PHOTO_STEPS = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tests share two cores with other jobs; one thread is several times faster here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
