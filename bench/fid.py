@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import platform
 import time
@@ -47,9 +46,9 @@ from draggan_widget.train.landmarks import (
 )
 
 try:
-    from quality import DetectorRecipe, clean, default_cache_dir, load_or_train_detector
+    from quality import DetectorRecipe, default_cache_dir, emit, load_or_train_detector
 except ImportError:  # run as a module from the repo root, or loaded by path in the tests
-    from bench.quality import DetectorRecipe, clean, default_cache_dir, load_or_train_detector
+    from bench.quality import DetectorRecipe, default_cache_dir, emit, load_or_train_detector
 
 logger = logging.getLogger("bench.fid")
 
@@ -243,12 +242,7 @@ def main() -> None:
         },
         "results": results,
     }
-    text = json.dumps(clean(report), indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    print(text)
-    if args.table:
-        print(markdown_rows(clean(report)))
+    emit(report, args.out, markdown_rows if args.table else None)
 
 
 if __name__ == "__main__":

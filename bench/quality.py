@@ -593,6 +593,21 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def emit(
+    report: dict[str, Any],
+    out: Optional[Path],
+    table: Optional[Callable[[dict[str, Any]], str]] = None,
+) -> None:
+    """Print a benchmark's report as strict JSON (also to ``out``), then its markdown table."""
+    report = clean(report)
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.write_text(text + "\n")
+    print(text)
+    if table is not None:
+        print(table(report))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="default", help="'default', a registry name or a path")
@@ -691,12 +706,7 @@ def main() -> None:
         "detector": detector_info,
         **results,
     }
-    text = json.dumps(clean(report), indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    print(text)
-    if args.table:
-        print(markdown_table(clean(report)))
+    emit(report, args.out, markdown_table if args.table else None)
 
 
 if __name__ == "__main__":
