@@ -41,9 +41,9 @@ def test_edits_place_handles_on_the_face_and_targets_inside(G, detector):
         edit = place(spec, image, detector)
         points = np.array(edit.handles + edit.targets)
         assert ((points >= 0) & (points < 64)).all()
-        if edit.mask is not None:  # every handle and target lies in the editable region
-            for x, y in points:
-                assert edit.mask[int(y), int(x)]
+        moved = np.array(edit.targets) - np.array(edit.handles)
+        want = np.array([offset for _, offset in spec.moves]) * 64
+        np.testing.assert_allclose(moved, want, atol=1e-4)
 
 
 @pytest.mark.slow
