@@ -275,7 +275,8 @@ def test_drag_in_jupyterlab(lab):
             page.wait_for_function(f"() => ({STATUS_JS})().startsWith('stopped')")
             stopped_at = _step(status())
             assert stopped_at >= first
-            if DEFAULT_MODEL.exists():  # Start again: the eye closes as the handle arrives
+            if DEFAULT_MODEL.exists():  # unmasked, as the canonical edit: the eye closes
+                button("Clear mask").click()
                 button("Start").click()
                 page.wait_for_function(
                     f"() => {{ const s = ({STATUS_JS})(), m = s.match(/step (\\d+)/);"
