@@ -159,7 +159,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for spec in EDITS:
         session, result = run_edit(G, spec, detector, max_steps=args.steps, render=True)
-        path = save_gif(session, out / f"edit_{spec.name}.gif")
+        path = save_gif(session, out / f"edit_{spec.name}.gif", min_side=128)  # 1-2 MB each
         far = max(result.distances)
         logger.info(
             "%s: %s after %d steps, farthest handle %.2f px from its target -> %s",
