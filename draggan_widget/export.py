@@ -29,7 +29,7 @@ import math
 import os
 import pickle
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -46,6 +46,7 @@ from .gan.stylegan2 import Generator
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MissingExtraError",
     "drag_frames",
     "generator_sha256",
     "load_latent",
@@ -68,6 +69,14 @@ SESSION_VERSION = 1
 LATENT_KEYS = ("ws", "w", "latent")  # ours, NVIDIA's projected_w.npz, DragGAN's inversion
 HANDLE_RGB, TARGET_RGB, ARROW_RGB = (230, 40, 40), (40, 90, 230), (255, 255, 255)
 VIDEO_HINT = "pip install 'draggan-widget[video]' (imageio and imageio-ffmpeg)"
+
+
+class MissingExtraError(RuntimeError):
+    """An optional dependency is not installed; the message names the extra to install.
+
+    A `RuntimeError`, as `save_mp4` documents; its own class lets the widget show the
+    message as the user's to act on, without a traceback.
+    """
 
 
 # ------------------------------------------------------------------------------- frames
@@ -223,10 +232,34 @@ def record_drag(
 # ------------------------------------------------------------------------------- images
 
 
-def _replace(tmp: Path, path: Path) -> Path:
-    """Move a finished file into place, so no half-written file ever sits at ``path``."""
-    tmp.replace(path)
+def _write_via_temp(path: PathLike, write: Callable[[Path], None], *, suffix: str = ".tmp") -> Path:
+    """Have ``write`` fill a temporary file beside ``path``, then move it into place.
+
+    So no half-written file ever sits at ``path``, an older file there survives a failed
+    write, and whatever a failed write left in the temporary file is removed.
+
+    Args:
+        path: the file to write.
+        write: writes the whole file to the path it is given.
+        suffix: appended to ``path``'s name for the temporary file.
+
+    Returns:
+        ``path``, as a `Path`.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + suffix)
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _check_timing(fps: float, hold: float) -> None:
+    """An animation needs a positive frame rate and a hold time of zero or more."""
+    if fps <= 0 or hold < 0:
+        raise ValueError(f"need fps > 0 and hold >= 0, got fps={fps}, hold={hold}")
 
 
 def save_png(source: Union[DragSession, ImageLike], path: PathLike) -> Path:
@@ -239,11 +272,8 @@ def save_png(source: Union[DragSession, ImageLike], path: PathLike) -> Path:
     Returns:
         The path written.
     """
-    image = source.image() if isinstance(source, DragSession) else _as_rgb(source)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    return _replace(tmp, path)
+    image = Image.fromarray(source.image() if isinstance(source, DragSession) else _as_rgb(source))
+    return _write_via_temp(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def save_gif(
@@ -268,17 +298,17 @@ def save_gif(
     Returns:
         The path written.
     """
-    if fps <= 0 or hold < 0:
-        raise ValueError(f"need fps > 0 and hold >= 0, got fps={fps}, hold={hold}")
+    _check_timing(fps, hold)
     frames = [Image.fromarray(f) for f in drag_frames(source, overlay=overlay, min_side=min_side)]
     step_ms = max(20, round(1000 / fps))  # browsers slow anything shorter to 100 ms
     durations = [step_ms] * (len(frames) - 1) + [max(step_ms, round(1000 * hold))]
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    frames[0].save(
-        tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0
-    )
-    return _replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        frames[0].save(
+            tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0
+        )
+
+    return _write_via_temp(path, write)
 
 
 def _imageio() -> Any:
@@ -287,7 +317,7 @@ def _imageio() -> Any:
         iio = importlib.import_module("imageio.v2")
         importlib.import_module("imageio_ffmpeg")
     except ImportError as exc:
-        raise RuntimeError(f"MP4 export needs the video extra: {VIDEO_HINT}") from exc
+        raise MissingExtraError(f"MP4 export needs the video extra: {VIDEO_HINT}") from exc
     return iio
 
 
@@ -314,19 +344,23 @@ def save_mp4(
         The path written.
 
     Raises:
-        RuntimeError: imageio or imageio-ffmpeg is not installed.
+        MissingExtraError: (a `RuntimeError`) imageio or imageio-ffmpeg is not installed;
+            nothing is written.
     """
-    if fps <= 0 or hold < 0:
-        raise ValueError(f"need fps > 0 and hold >= 0, got fps={fps}, hold={hold}")
+    _check_timing(fps, hold)
     iio = _imageio()
     frames = drag_frames(source, overlay=overlay, min_side=min_side)
     frames += [frames[-1]] * round(hold * fps)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.mp4")  # ffmpeg picks the container by suffix
-    with iio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8) as writer:
-        for frame in frames:
-            writer.append_data(frame)
-    return _replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        writer = iio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8)
+        try:
+            for frame in frames:
+                writer.append_data(frame)
+        finally:  # imageio's `with` skips close() on an error, leaving ffmpeg writing
+            writer.close()
+
+    return _write_via_temp(path, write, suffix=".tmp.mp4")  # ffmpeg picks the container by suffix
 
 
 # ----------------------------------------------------------------------------- latents
@@ -508,9 +542,7 @@ def save_session(
     json_path, latents_path, gen_path = _session_paths(path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     G = session.G
-    tmp = latents_path.with_name(latents_path.name + ".tmp")
-    torch.save({"ws": session.ws.detach().cpu()}, tmp)
-    _replace(tmp, latents_path)
+    _write_via_temp(latents_path, lambda tmp: torch.save({"ws": session.ws.detach().cpu()}, tmp))
     files: dict[str, Any] = {
         "latents": {"name": latents_path.name, "sha256": _file_sha256(latents_path)}
     }
@@ -539,11 +571,11 @@ def save_session(
         if mask is None
         else {"height": mask.shape[0], "width": mask.shape[1], "rle": _rle_encode(mask)},
     }
-    tmp = json_path.with_name(json_path.name + ".tmp")
     lines = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items())
-    tmp.write_text("{\n" + lines + "\n}\n", encoding="utf-8")  # a line per field: diffable
+    text = "{\n" + lines + "\n}\n"  # a line per field: diffable
+    _write_via_temp(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     logger.info("saved session to %s", json_path)
-    return _replace(tmp, json_path)
+    return json_path
 
 
 def _read_json(path: Path) -> dict[str, Any]:

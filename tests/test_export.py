@@ -140,6 +140,23 @@ def test_save_mp4_round_trip(dragged, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["drag.mp4"]
 
 
+def test_a_failed_mp4_write_leaves_no_file_behind(tmp_path):
+    pytest.importorskip("imageio.v2")
+    pytest.importorskip("imageio_ffmpeg")
+    frames = [np.zeros((32, 32, 3), np.uint8), np.zeros((48, 48, 3), np.uint8)]  # sizes differ
+    with pytest.raises(ValueError):
+        save_mp4(frames, tmp_path / "drag.mp4", hold=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fps, hold", [(0, 1.0), (-5, 1.0), (10, -0.5)])
+def test_gif_and_mp4_refuse_bad_timing_alike(dragged, tmp_path, fps, hold):
+    for save in (save_gif, save_mp4):
+        with pytest.raises(ValueError, match=f"need fps > 0 and hold >= 0, got fps={fps}"):
+            save(dragged, tmp_path / "drag.out", fps=fps, hold=hold)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_save_mp4_without_the_video_extra_says_what_to_install(dragged, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # makes the import fail
     with pytest.raises(RuntimeError, match=r"draggan-widget\[video\]"):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -31,3 +34,25 @@ def test_notebook_runs(name, monkeypatch, tmp_path):
         if o.get("output_type") == "error"
     ]
     assert not errors
+
+
+def colab_install_cell() -> str:
+    nb = nbformat.read(NOTEBOOKS / "04_colab_gpu.ipynb", as_version=4)
+    return next(c.source for c in nb.cells if "PACKAGE_SOURCE =" in c.source)
+
+
+def test_notebook_04_without_the_package_or_a_source_says_what_to_set(monkeypatch):
+    monkeypatch.delenv("DRAGGAN_WIDGET_SOURCE", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # a fresh runtime
+    with pytest.raises(RuntimeError, match="set PACKAGE_SOURCE .* DRAGGAN_WIDGET_SOURCE"):
+        exec(colab_install_cell(), {})
+
+
+def test_notebook_04_installs_from_the_source_in_the_environment(monkeypatch):
+    wheel = "/content/draggan_widget-0.1.0-py3-none-any.whl"
+    monkeypatch.setenv("DRAGGAN_WIDGET_SOURCE", wheel)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)))
+    exec(colab_install_cell(), {})
+    assert calls == [([sys.executable, "-m", "pip", "install", "-q", wheel], {"check": True})]

@@ -18,8 +18,8 @@ Photos and files. `edit_photo` (the Photo tab's Project button) projects a photo
 generator in a worker thread, like a drag: the worker never touches a widget, its progress
 goes through the same one-slot buffer as the drag's frames and its result is handed to the
 kernel's loop, which swaps in the projected latent (and the pivotally tuned generator).
-`save_png`, `save_gif`, `save_session` and `load_session` (the Files tab) wrap
-`draggan_widget.export`. Every one of them either succeeds or leaves the widget as it was
+`save_png`, `save_gif`, `save_mp4`, `save_session` and `load_session` (the Files tab)
+wrap `draggan_widget.export`. Every one of them either succeeds or leaves the widget as it was
 and reports why in the status line and the Output area.
 """
 
@@ -46,7 +46,7 @@ from .. import export, invert
 from ..drag import DragConfig, DragSession, StepResult
 from .canvas import DragCanvas, FrameFormat
 from .controls import CONFIG_FIELDS, PHOTO_STEPS, DragControls
-from .runner import BackgroundJob, DragRunner, KernelLoop, LatestFrame
+from .runner import BackgroundJob, DragRunner, KernelLoop, LatestFrame, warm_optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +55,9 @@ Source = Union[str, "os.PathLike[str]"]
 RENEWS_IMAGE = ("seed", "truncation_psi")  # config fields that draw a new image
 TUNE_STEPS = 350  # pivotal-tuning steps of a photo (PTI's own choice)
 # Errors a user causes (a bad file, a folder that cannot be written, a point off the image,
-# too high a learning rate): their message says what to do, so the Output shows it without
-# a traceback.
-USER_ERRORS = (ValueError, OSError, ArithmeticError)
+# too high a learning rate, an optional extra not installed): their message says what to do,
+# so the Output shows it without a traceback.
+USER_ERRORS = (ValueError, OSError, ArithmeticError, export.MissingExtraError)
 PHOTO_STAGES = {"w": "projecting into W", "w+": "refining in W+", "pti": "pivotal tuning"}
 
 
@@ -281,6 +281,7 @@ class DragWidget(widgets.VBox):
         )
         self._wire()
         self.refresh()
+        warm_optimizer()  # last: its import would slow the constructor's own work (the GIL)
 
     def _wire(self) -> None:
         c, k = self.canvas, self.controls
@@ -298,6 +299,7 @@ class DragWidget(widgets.VBox):
             k.reset: self.reset,
             k.save: lambda: self.save_png(k.save_path.value),
             k.save_gif: lambda: self.save_gif(k.gif_path.value),
+            k.save_mp4: lambda: self.save_mp4(k.mp4_path.value),
             k.save_session: lambda: self.save_session(k.session_path.value),
             k.load_session: lambda: self.load_session(k.session_path.value),
             k.project: self._project_upload,
@@ -660,6 +662,30 @@ class DragWidget(widgets.VBox):
         """
         path = _file_path(path, ".gif")
         export.save_gif(self.session, path, overlay=True)
+        self._set_status(f"saved {path}")
+        return path
+
+    def save_mp4(self, path: Source = "draggan.mp4") -> Path:
+        """Save the current (or last) drag as an H.264 MP4 video, with its points drawn.
+
+        The same frames as `save_gif`, in a file that is smaller and keeps every colour
+        (a GIF has 256). It needs the ``[video]`` extra (imageio and imageio-ffmpeg), which
+        is checked before anything is written.
+
+        Args:
+            path: the file to write, ending in ``.mp4``.
+
+        Returns:
+            The path written.
+
+        Raises:
+            ValueError: another suffix, or no drag to save (none ran since the last edit).
+            export.MissingExtraError: the ``[video]`` extra is not installed; the message
+                says what to install, and the session and its drag stay as they were.
+            OSError: the file cannot be written; nothing is left behind.
+        """
+        path = _file_path(path, ".mp4")
+        export.save_mp4(self.session, path, overlay=True)
         self._set_status(f"saved {path}")
         return path
 

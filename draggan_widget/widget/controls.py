@@ -189,6 +189,16 @@ class DragControls(widgets.VBox):
         )
         self.save_gif = _button("Save GIF", "", "Save the last drag as an animation, with points")
         self.save_gif.layout = _file_button_layout()
+        self.mp4_path = widgets.Text(
+            value="draggan.mp4",
+            description="MP4",
+            style=_style(),
+            layout=widgets.Layout(width="200px"),
+        )
+        self.save_mp4 = _button(
+            "Save MP4", "", "Save the last drag as a video, with points (needs the [video] extra)"
+        )
+        self.save_mp4.layout = _file_button_layout()
         self.session_path = widgets.Text(
             value="draggan-session.json",
             description="session",
@@ -256,6 +266,7 @@ class DragControls(widgets.VBox):
             [
                 widgets.HBox([self.save_path, self.save]),
                 widgets.HBox([self.gif_path, self.save_gif]),
+                widgets.HBox([self.mp4_path, self.save_mp4]),
                 self.session_path,
                 widgets.HBox([self.save_session, self.load_session]),
             ]

@@ -10,18 +10,52 @@ Frames are dropped, not queued: `LatestFrame` keeps only the newest one, and at 
 redraw is scheduled at a time. A slow frontend or a busy kernel therefore sees the latest
 image, never a backlog of stale ones. A photo's projection (`BackgroundJob`) hands over its
 progress the same way.
+
+`warm_optimizer` is the one other thread: it only imports, so it touches neither a widget
+nor a session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 from typing import Any, Callable, Generic, Optional, Protocol, TypeVar
+
+import torch
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_warm_lock = threading.Lock()
+_warm_thread: Optional[threading.Thread] = None
+
+
+def warm_optimizer() -> None:
+    """Build a throw-away Adam once per process, in a daemon thread, and return at once.
+
+    The first ``torch.optim.Adam`` of a process imports ``torch._dynamo`` (1.5-2.5 s on a
+    CPU), and the first drag step builds one, so the first Start waited for that import.
+    Begun when a widget is made, the import is over before the user has placed a handle and
+    its target. A Start that comes sooner waits on Python's import lock for the rest of it,
+    never longer than it would have without the warm-up. The same import already happens in
+    a worker thread (the runner's first step), so this adds no new kind of concurrency.
+    """
+    global _warm_thread
+    with _warm_lock:
+        if _warm_thread is not None or "torch._dynamo" in sys.modules:
+            return
+        _warm_thread = threading.Thread(target=_build_adam, name="drag-warm-optimizer", daemon=True)
+        _warm_thread.start()
+
+
+def _build_adam() -> None:
+    try:
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    except Exception:  # only a head start: the first step builds its own optimiser anyway
+        logger.debug("optimiser warm-up failed", exc_info=True)
 
 
 class Steppable(Protocol):

@@ -1,4 +1,4 @@
-"""DragWidget headless: GIF and session files, and a photo upload projected in the background.
+"""DragWidget headless: GIF, MP4 and session files, and a photo upload projected in the background.
 
 Buttons are clicked and the upload is filled the way the browser fills it
 (``FileUpload.set_state``), on a real session of the tiny generator; projections run a few
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sys
 import threading
 from unittest.mock import MagicMock
 
@@ -109,6 +110,49 @@ def test_save_gif_problems_are_reported_and_write_nothing(w, tmp_path):
     w.controls.save_gif.click()
     assert "must end in .gif" in w.status
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------- MP4
+
+
+def test_save_mp4_writes_every_step_with_its_points(w, tmp_path):
+    iio = pytest.importorskip("imageio.v2")
+    pytest.importorskip("imageio_ffmpeg")
+    drag(w)
+    path = tmp_path / "drag.mp4"
+    w.controls.mp4_path.value = str(path)
+    w.controls.save_mp4.click()
+    assert w.status == f"saved {path}"
+    with iio.get_reader(path) as reader:
+        frames = list(reader.iter_data())
+    assert len(frames) > len(w.session.trace) == 3  # each step, then the last one held
+    assert frames[0].shape == (256, 256, 3)  # a 32-px drag, enlarged 8x to be seen
+    r, g, b = frames[0][16 * 8, 10 * 8].astype(int)  # the handle's disc is drawn red
+    assert r > 150 and g < 100 and b < 100
+    assert [p.name for p in tmp_path.iterdir()] == ["drag.mp4"]
+
+
+def test_save_mp4_without_the_video_extra_shows_the_install_hint(w, tmp_path, monkeypatch):
+    drag(w)
+    trace, ws = list(w.session.trace), w.session.ws
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # makes the import fail
+    w.controls.mp4_path.value = str(tmp_path / "drag.mp4")
+    w.controls.save_mp4.click()
+    assert "save mp4" in w.status and "pip install 'draggan-widget[video]'" in w.status
+    assert "pip install 'draggan-widget[video]'" in errors_shown(w)
+    assert "Traceback" not in errors_shown(w)  # the hint says it all
+    assert list(tmp_path.iterdir()) == []
+    assert w.session.trace == trace and torch.equal(w.session.ws, ws)  # nothing lost
+    w.controls.gif_path.value = str(tmp_path / "drag.gif")
+    w.controls.save_gif.click()  # the same drag still saves, as a GIF
+    assert "saved" in w.status and (tmp_path / "drag.gif").is_file()
+
+
+def test_save_mp4_checks_the_suffix(w, tmp_path):
+    drag(w)
+    w.controls.mp4_path.value = str(tmp_path / "drag.gif")
+    w.controls.save_mp4.click()
+    assert "must end in .mp4" in w.status and list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- sessions
