@@ -170,5 +170,5 @@ def test_benchmark_runs_end_to_end_on_a_tiny_generator():
     assert "md" in report["ours_over_paper"]
     table = quality.markdown_table(quality.clean(report))
     assert table.count("\n") == 5 and "| ours / paper |" in table
-    assert all(line.count("|") == 12 for line in table.splitlines())
+    assert all(line.count("|") == 13 for line in table.splitlines())
     json.dumps(quality.clean(report), allow_nan=False)

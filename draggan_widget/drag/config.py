@@ -28,9 +28,9 @@ def _non_negative(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a number >= 0, got {value!r}")
 
 
-def _check_feature_res(value: Optional[int]) -> None:
+def _check_feature_res(value: Optional[int], name: str = "feature_res") -> None:
     if value is not None and (not isinstance(value, int) or value < 4 or value & (value - 1)):
-        raise ValueError(f"feature_res must be None or a power of two >= 4, got {value!r}")
+        raise ValueError(f"{name} must be None or a power of two >= 4, got {value!r}")
 
 
 def _check_tracking(value: str) -> None:
@@ -64,6 +64,7 @@ _CHECKS: dict[str, Any] = {
     "r1": lambda v: _positive("r1", v),
     "r2": lambda v: _positive("r2", v),
     "feature_res": _check_feature_res,
+    "track_res": lambda v: _check_feature_res(v, "track_res"),
     "n_opt_ws": _check_n_opt_ws,
     "truncation_psi": lambda v: _check_unit_interval("truncation_psi", v),
     "stop_distance": lambda v: v is None or _positive("stop_distance", v),
@@ -72,6 +73,7 @@ _CHECKS: dict[str, Any] = {
     "max_track_move": lambda v: v is None or _positive("max_track_move", v),
     "template_momentum": lambda v: _check_unit_interval("template_momentum", v),
     "slow_down": lambda v: _non_negative("slow_down", v),
+    "rearm": lambda v: _non_negative("rearm", v),
     "precision": _check_precision,
 }
 
@@ -96,6 +98,8 @@ class DragConfig:
     """Side of the supervised feature map; None = image side / 4, within [32, 128]."""
     w_plus: bool = True
     """Optimise a separate style per layer (W+) instead of one shared w (W)."""
+    track_res: Optional[int] = None
+    """Side of the feature map the tracker searches; None = the supervised map (paper)."""
     n_opt_ws: int = 6
     """Only the first this-many style vectors move (paper: 6, the coarse layers)."""
     truncation_psi: float = 0.7
@@ -112,8 +116,12 @@ class DragConfig:
     """Tracking may move a handle at most this many px per step (None: anywhere within r2)."""
     template_momentum: float = 0.0
     """Blend the tracked feature into the handle template when confident (0 = fixed, paper)."""
-    slow_down: float = 1.0
-    """Within this many px of the target, the supervision shift shrinks with the distance."""
+    slow_down: float = 0.0
+    """Once every moving handle is within this many px of its target, the latent's step
+    shrinks in proportion to the farthest one's distance (0 = full steps, paper)."""
+    rearm: float = 0.5
+    """An arrived handle rests until it drifts this many px beyond the stop distance
+    (paper: 0, it is pulled again as soon as tracking puts it outside)."""
     precision: Precision = "float32"
     """Arithmetic of the gradient pass: 'bfloat16' is about 2x faster on CPUs with AMX or
     AVX512-BF16 and on recent GPUs; 'float32' is exact and the same on every machine."""
@@ -148,7 +156,13 @@ class DragConfig:
     @classmethod
     def paper(cls, **changes: Any) -> DragConfig:
         """The algorithm exactly as the DragGAN paper and its release run it."""
-        base = dict(tracking="nearest", max_track_move=None, template_momentum=0.0, slow_down=0.0)
+        base = dict(
+            tracking="nearest",
+            max_track_move=None,
+            template_momentum=0.0,
+            slow_down=0.0,
+            rearm=0.0,
+        )
         return cls(**{**base, "preset": "paper", **changes})
 
     def asdict(self) -> dict[str, Any]:
@@ -173,6 +187,15 @@ class DragConfig:
                 )
             return self.feature_res
         return min(max(img_resolution // 4, 32), 128, img_resolution)
+
+    def track_side(self, img_resolution: int) -> int:
+        """Side of the feature map the tracker searches: never coarser than the supervised one."""
+        side = self.feature_side(img_resolution)
+        if self.track_res is None:
+            return side
+        if self.track_res > img_resolution:
+            raise ValueError(f"track_res={self.track_res} exceeds the image side {img_resolution}")
+        return max(self.track_res, side)
 
     def stop_px(self, n_points: int) -> float:
         """Distance at which a handle counts as arrived (paper: 1 px, 2 px above 5 points)."""

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -45,9 +45,23 @@ class StepResult:
     targets: list[Point]
     distances: list[float]  # px from each handle to its target
     loss: float
-    done: bool  # every handle within the stop distance; the latent did not move
+    done: bool  # every handle within the stop distance (see `rearm`); the latent did not move
     image: Optional[np.ndarray] = None  # uint8 H x W x 3, when the step was asked to render
     ms: float = 0.0
+
+
+class _Supervised(NamedTuple):
+    """What `_supervise` computed for one step; `step` commits it, or drops it on error."""
+
+    handles: Tensor  # [K, 2] tracked positions
+    targets: Tensor  # [K, 2]
+    loss: Tensor
+    done: bool  # every handle rests: no update this step
+    state: SynthesisState  # the furthest synthesis computed, for the frame
+    ws: Tensor
+    templates: Tensor  # [K, C], adapted
+    arrived: Tensor  # [K] bool
+    lr_scale: float  # of this step's Adam update (see `slow_down`)
 
 
 @dataclass
@@ -59,24 +73,56 @@ class _Snapshot:
     targets: list[Point]
 
 
+class _DragKey(NamedTuple):
+    """The settings a drag's variables and reference features are built from.
+
+    A config edit that changes any of them starts a new drag; the others (lr, radii, ...)
+    apply at the next step.
+    """
+
+    w_plus: bool
+    n_opt: int  # style vectors optimised
+    feature_side: int  # supervised feature map
+    track_side: int  # tracked feature map
+    precision: str
+
+    @classmethod
+    def of(cls, cfg: DragConfig, G: Generator) -> _DragKey:
+        res = G.img_resolution
+        n_opt = min(cfg.n_opt_ws, G.num_ws)
+        return cls(cfg.w_plus, n_opt, cfg.feature_side(res), cfg.track_side(res), cfg.precision)
+
+
 @dataclass
 class _Drag:
     """The optimisation of the drag in progress, built at its first step."""
 
     param: Tensor  # [1, n, w_dim] (W+) or [1, 1, w_dim] (W), requires grad
     fixed: Tensor  # [1, L - n, w_dim] styles that do not move
-    n_opt: int
-    w_plus: bool
-    feature_side: int
-    precision: str
+    key: _DragKey  # what the variables and reference features were built from
     feat0: Tensor  # [1, C, h, w] features when the drag started
-    templates: Tensor  # [K, C] each handle's feature when the drag started
+    templates: Tensor  # [K, C] each handle's tracked feature when the drag started
     optimizer: torch.optim.Optimizer
+    arrived: Tensor  # [K] bool: handles that reached their target and rest (see `rearm`)
     trace: list[StepResult] = field(default_factory=list)
 
     def ws(self) -> Tensor:
-        head = self.param if self.w_plus else self.param.expand(-1, self.n_opt, -1)
+        k = self.key
+        head = self.param if k.w_plus else self.param.expand(-1, k.n_opt, -1)
         return torch.cat([head, self.fixed], dim=1)
+
+
+def _lr_scale(active_dist: Tensor, slow_down: float) -> float:
+    """Shrink the Adam step in proportion once the farthest moving handle is within
+    ``slow_down`` px of its target (never below a tenth).
+
+    Adam's steps have about the same size whatever the loss, so a shorter supervision
+    shift alone would not slow the latent down; a handle a pixel away is then moved as
+    far as one twenty pixels away, and overshoots.
+    """
+    if slow_down <= 0 or active_dist.numel() == 0:
+        return 1.0
+    return float((active_dist.max() / slow_down).clamp(0.1, 1.0))
 
 
 def pick_device(device: Union[str, torch.device, None] = None) -> torch.device:
@@ -294,49 +340,39 @@ class DragSession:
             state = self.G.synthesis.begin(ws, until_res=side, noise_mode="const", force_fp32=True)
         return SynthesisState(state.x.float(), state.img.float(), state.res)
 
+    def _tracked(self, ws: Tensor, state: SynthesisState, side: int) -> SynthesisState:
+        """The state whose features the tracker searches: ``state`` itself, or the synthesis
+        continued (without gradients) to the finer block at ``side``."""
+        if side == state.res:
+            return state
+        with torch.no_grad(), self._precision():
+            state = self.G.synthesis.advance(
+                ws.detach(), state, until_res=side, noise_mode="const", force_fp32=True
+            )
+        return SynthesisState(state.x.float(), state.img.float(), state.res)
+
     def _start_drag(self) -> _Drag:
         cfg = self.config
-        n_opt = min(cfg.n_opt_ws, self.G.num_ws)
-        side = cfg.feature_side(self.resolution)
+        key = _DragKey.of(cfg, self.G)
         ws = self._ws
         with torch.no_grad():
-            feat0 = self._features(ws, side).x
+            state = self._features(ws, key.feature_side)
+            track = self._tracked(ws, state, key.track_side).x
             handles = torch.tensor(self._handles, dtype=torch.float32, device=self.device)
-            templates = sample_features(feat0, handles, self.resolution)
-        param = (ws[:, :n_opt] if cfg.w_plus else ws[:, :1]).clone().requires_grad_(True)
+            templates = sample_features(track, handles, self.resolution)
+        n_opt = key.n_opt
+        param = (ws[:, :n_opt] if key.w_plus else ws[:, :1]).clone().requires_grad_(True)
         optimizer = torch.optim.Adam([param], lr=cfg.lr)
-        return _Drag(
-            param,
-            ws[:, n_opt:].clone(),
-            n_opt,
-            cfg.w_plus,
-            side,
-            cfg.precision,
-            feat0,
-            templates,
-            optimizer,
-        )
+        arrived = torch.zeros(len(handles), dtype=torch.bool, device=self.device)
+        return _Drag(param, ws[:, n_opt:].clone(), key, state.x, templates, optimizer, arrived)
 
     def _drag_for_step(self) -> tuple[_Drag, bool]:
         """The drag in progress, or a new one after any edit; True when it is new."""
         cfg = self.config
         drag = self._drag
-        shape = (
-            cfg.w_plus,
-            min(cfg.n_opt_ws, self.G.num_ws),
-            cfg.feature_side(self.resolution),
-            cfg.precision,
-        )
-        if (
-            drag is not None
-            and (drag.w_plus, drag.n_opt, drag.feature_side, drag.precision) != shape
-        ):
-            drag = self._start_drag()  # the optimised variables or their features changed
-        is_new = drag is None
-        if is_new:
+        is_new = drag is None or drag.key != _DragKey.of(cfg, self.G)
+        if is_new:  # the first step, or the optimised variables or their features changed
             drag = self._start_drag()
-        for group in drag.optimizer.param_groups:
-            group["lr"] = cfg.lr
         return drag, is_new
 
     def step(self, *, render: bool = True) -> StepResult:
@@ -360,36 +396,39 @@ class DragSession:
             t0 = time.perf_counter()
             cfg = self.config
             drag, is_new = self._drag_for_step()
-            handles, targets, loss, done, state, ws, templates = self._supervise(drag, cfg)
+            sup = self._supervise(drag, cfg)
             image = None
             if render:  # the frame, in the step's precision; image() is always float32
                 with torch.no_grad(), self._precision():
-                    image = to_uint8(self.G.synthesis.finish(ws.detach(), state, force_fp32=True))
-            if not done:
+                    ws = sup.ws.detach()
+                    image = to_uint8(self.G.synthesis.finish(ws, sup.state, force_fp32=True))
+            if not sup.done:
+                for group in drag.optimizer.param_groups:
+                    group["lr"] = cfg.lr * sup.lr_scale
                 drag.optimizer.step()
             if is_new:  # an undo point: the state before this drag
                 self._undo.append(self._snapshot())
                 self._redo.clear()
-            drag.templates = templates
+            drag.templates, drag.arrived = sup.templates, sup.arrived
             self._drag = drag
             self._ws = drag.ws().detach().clone()
-            self._handles = [(float(x), float(y)) for x, y in handles.tolist()]
+            self._handles = [(float(x), float(y)) for x, y in sup.handles.tolist()]
             self.step_count += 1
-            dist = (targets - handles).norm(dim=1).tolist()
+            dist = (sup.targets - sup.handles).norm(dim=1).tolist()
             result = StepResult(
                 self.step_count,
                 list(self._handles),
                 list(self._targets),
                 dist,
-                float(loss),
-                done,
+                float(sup.loss),
+                sup.done,
                 image,
                 (time.perf_counter() - t0) * 1000,
             )
             drag.trace.append(result)
             return result
 
-    def _supervise(self, drag: _Drag, cfg: DragConfig) -> tuple:
+    def _supervise(self, drag: _Drag, cfg: DragConfig) -> _Supervised:
         """Forward to the feature block, track, and back-propagate the loss (no update yet)."""
         size = self.resolution
         r1, r2 = cfg.radii_px(size)
@@ -398,11 +437,12 @@ class DragSession:
         drag.optimizer.zero_grad(set_to_none=True)
         with torch.enable_grad():
             ws = drag.ws()
-            state = self._features(ws, drag.feature_side)
+            state = self._features(ws, drag.key.feature_side)
             feat = state.x
+            seen = self._tracked(ws, state, drag.key.track_side)
             with torch.no_grad():
                 handles, match = track_points(
-                    feat,
+                    seen.x,
                     drag.templates,
                     handles,
                     radius=r2,
@@ -410,12 +450,13 @@ class DragSession:
                     subpixel=cfg.tracking == "subpixel",
                     max_move=cfg.max_track_move,
                 )
-                templates = self._adapt_templates(drag.templates, feat, handles, match, cfg)
-            active = (targets - handles).norm(dim=1) > cfg.stop_px(len(self._handles))
-            done = not bool(active.any())
+                templates = self._adapt_templates(drag.templates, seen.x, handles, match, cfg)
+            arrived = self._arrived(drag.arrived, (targets - handles).norm(dim=1), cfg)
+            active = ~arrived
+            done = bool(arrived.all())
             loss = torch.zeros((), device=self.device)
             if not done:
-                shifts = shift_vectors(handles, targets, slow_down=cfg.slow_down)
+                shifts = shift_vectors(handles, targets)
                 offsets = disc_offsets(r1, device=self.device)
                 loss = motion_loss(feat, handles, shifts, offsets, img_size=size, active=active)
                 if self._mask is not None and cfg.lambda_mask > 0:
@@ -433,8 +474,22 @@ class DragSession:
                     raise FloatingPointError(
                         f"the latent's gradient is not finite; lower lr (now {cfg.lr})"
                     )
-        state = SynthesisState(state.x.detach(), state.img.detach(), state.res)
-        return handles, targets, loss.detach(), done, state, ws, templates
+        state = SynthesisState(seen.x.detach(), seen.img.detach(), seen.res)
+        dist = (targets - handles).norm(dim=1)
+        scale = _lr_scale(dist[~arrived], cfg.slow_down)
+        return _Supervised(
+            handles, targets, loss.detach(), done, state, ws, templates, arrived, scale
+        )
+
+    def _arrived(self, before: Tensor, dist: Tensor, cfg: DragConfig) -> Tensor:
+        """Which handles rest: within the stop distance, or arrived earlier and still within
+        ``rearm`` px beyond it.
+
+        Tracking wobbles by a fraction of a pixel; without the margin an arrived handle
+        steps out, is pulled back, and takes the latent (and the other handles) with it.
+        """
+        stop = cfg.stop_px(len(dist))
+        return (dist <= stop) | (before & (dist <= stop + cfg.rearm))
 
     def _adapt_templates(
         self, templates: Tensor, feat: Tensor, handles: Tensor, match: Tensor, cfg: DragConfig

@@ -48,11 +48,8 @@ def disc_offsets(radius: float, *, device: torch.device | None = None) -> Tensor
     return grid[grid.norm(dim=1) < radius]
 
 
-def shift_vectors(handles: Tensor, targets: Tensor, *, slow_down: float = 0.0) -> Tensor:
+def shift_vectors(handles: Tensor, targets: Tensor) -> Tensor:
     """Per-handle supervision shift ``d``: a unit step toward the target.
-
-    With ``slow_down > 0`` the step shrinks to ``distance / slow_down`` within ``slow_down``
-    pixels of the target, so a handle does not overshoot and oscillate around it.
 
     Args:
         handles: ``[K, 2]`` current handle positions.
@@ -63,10 +60,7 @@ def shift_vectors(handles: Tensor, targets: Tensor, *, slow_down: float = 0.0) -
     """
     delta = targets - handles
     dist = delta.norm(dim=1, keepdim=True)
-    unit = delta / dist.clamp_min(1e-7)
-    if slow_down > 0:
-        return unit * (dist / slow_down).clamp(max=1.0)
-    return unit
+    return delta / dist.clamp_min(1e-7)
 
 
 def motion_loss(

@@ -425,6 +425,19 @@ class SynthesisNetwork(nn.Module):
         """
         return self._run(ws, None, until_res, noise_mode, force_fp32, fused_modconv)
 
+    def advance(
+        self,
+        ws: Tensor,
+        state: SynthesisState,
+        *,
+        until_res: int,
+        noise_mode: NoiseMode = "const",
+        force_fp32: bool = False,
+        fused_modconv: Optional[bool] = None,
+    ) -> SynthesisState:
+        """Continue a partial synthesis from ``state`` through the block at ``until_res``."""
+        return self._run(ws, state, until_res, noise_mode, force_fp32, fused_modconv)
+
     def finish(
         self,
         ws: Tensor,

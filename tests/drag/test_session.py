@@ -182,6 +182,8 @@ def test_bad_mask_raises_and_keeps_session(G64, mask, match):
         ("max_steps", 0),
         ("stop_distance", -1),
         ("precision", "float16"),
+        ("track_res", 48),
+        ("rearm", -0.5),
     ],
 )
 def test_bad_config_values_raise_and_keep_old_value(field, value):
@@ -257,7 +259,7 @@ def test_changing_precision_restarts_the_reference_features(G64):
     feat0 = s._drag.feat0
     s.config.precision = "bfloat16"
     s.step(render=False)
-    assert s._drag.precision == "bfloat16" and s._drag.feat0 is not feat0
+    assert s._drag.key.precision == "bfloat16" and s._drag.feat0 is not feat0
 
 
 def test_bfloat16_frames_are_close_and_image_stays_exact(G64):
@@ -265,3 +267,62 @@ def test_bfloat16_frames_are_close_and_image_stays_exact(G64):
     frame = low.step(render=True).image
     assert np.abs(frame.astype(int) - exact.image().astype(int)).mean() < 2.0
     assert np.array_equal(low.image(), DragSession(G64, w=low.ws, device="cpu").image())
+
+
+def test_arrived_handle_rests_until_it_drifts_past_the_rearm_margin(G64):
+    s = session(G64, rearm=0.5)
+    before = torch.tensor([True, True, False])
+    dist = torch.tensor([1.3, 1.6, 1.3])  # stop is 1 px: drifted a little, too far, never in
+    arrived = s._arrived(before, dist, s.config)
+    assert arrived.tolist() == [True, False, False]
+    paper = s._arrived(before, dist, DragConfig.paper())
+    assert paper.tolist() == [False, False, False]
+
+
+def test_a_rearmed_drag_stops_updating_once_every_handle_rests(G64):
+    s = DragSession(G64, seed=1, config=DragConfig(lr=0.01), device="cpu")
+    s.set_points([(20.5, 30.5), (40.5, 30.5)], [(20.8, 30.5), (45.5, 30.5)])
+    first = s.step(render=False)
+    assert not first.done and s._drag.arrived.tolist() == [True, False]
+    last = s.run(max_steps=80)
+    assert last.done and s._drag.arrived.all()
+
+
+def test_tracking_on_a_finer_block_uses_its_features_and_frame(G64):
+    s = session(G64, track_res=64)
+    assert s.config.feature_side(64) == 32 and s.config.track_side(64) == 64
+    before = s.image()
+    r = s.step(render=True)
+    channels_64 = s.G.synthesis.b64.conv1.out_channels
+    assert s._drag.key.track_side == 64 and s._drag.templates.shape == (1, channels_64)
+    assert np.abs(r.image.astype(int) - before.astype(int)).max() <= 1
+    assert s.run(max_steps=40).distances[0] < r.distances[0] / 2
+
+
+def test_track_res_never_coarser_than_the_supervised_map_and_restarts_the_drag(G64):
+    assert DragConfig(track_res=8).track_side(64) == 32
+    with pytest.raises(ValueError, match="track_res=128 exceeds"):
+        DragConfig(track_res=128).track_side(64)
+    s = session(G64)
+    s.step(render=False)
+    s.config.track_res = 64
+    s.step(render=False)
+    assert s._drag.key.track_side == 64 and len(s._drag.trace) == 1
+
+
+def test_slow_down_shrinks_the_step_near_the_target_only():
+    from draggan_widget.drag.session import _lr_scale
+
+    assert _lr_scale(torch.tensor([10.0, 1.5]), 3.0) == 1.0  # the farthest handle decides
+    assert _lr_scale(torch.tensor([1.5, 0.9]), 3.0) == pytest.approx(0.5)
+    assert _lr_scale(torch.tensor([0.01]), 3.0) == pytest.approx(0.1)  # never stalls
+    assert _lr_scale(torch.tensor([1.5]), 0.0) == 1.0 and _lr_scale(torch.tensor([]), 3.0) == 1.0
+
+
+def test_slow_down_sets_the_adam_step_of_each_update(G64):
+    s = session(G64, slow_down=100.0)  # the handle starts 10 px away: a tenth of the lr
+    s.step(render=False)
+    assert s._drag.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.1)
+    s.config.slow_down = 0.0
+    s.step(render=False)
+    assert s._drag.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)

@@ -117,3 +117,26 @@ def test_bias_act_by_hand():
 def test_bias_act_rejects_unknown_activation():
     with pytest.raises(ValueError, match="unknown activation 'relu'"):
         ops.bias_act(torch.zeros(1, 1), None, act="relu")
+
+
+def test_weights_derived_from_a_frozen_parameter_follow_its_updates():
+    torch.manual_seed(0)
+    layer = torch.nn.Conv2d(4, 6, 3).requires_grad_(False)
+    x, styles, f = torch.randn(1, 4, 5, 5), torch.rand(1, 4) + 0.5, ops.setup_filter([1, 3, 3, 1])
+
+    def run() -> torch.Tensor:
+        return ops.modulated_conv2d(
+            x, layer.weight, styles, up=2, padding=1, resample_filter=f, fused=False
+        )
+
+    def fresh() -> torch.Tensor:  # the same weights, as a tensor nothing is remembered for
+        w = layer.weight.detach().clone()
+        return ops.modulated_conv2d(x, w, styles, up=2, padding=1, resample_filter=f, fused=False)
+
+    first = run()
+    torch.testing.assert_close(first, fresh())
+    layer.weight.mul_(2.0).add_(0.1)  # in place, as load_state_dict
+    torch.testing.assert_close(run(), fresh())
+    layer.weight.data = torch.randn(6, 4, 3, 3)  # a new tensor behind the same parameter
+    torch.testing.assert_close(run(), fresh())
+    assert not torch.allclose(run(), first)
