@@ -2,8 +2,8 @@
 
     python bench/generator_speed.py [--res 64 256 512] [--repeats 10] [--device cpu]
 
-One process, one random FFHQ-like generator per resolution, timed three ways by swapping the
-resampling in `draggan_widget.gan.ops` (monkeypatch, same weights, same outputs to 1e-4):
+One process, one random FFHQ-like generator per resolution, timed five ways by swapping
+ops in `draggan_widget.gan.ops` (monkeypatch, same weights, same outputs to 1e-4):
 
 - ``fast``: what ships: ``upsample2d`` and the 2x-up modulated conv's blur as one
   (transposed) depthwise convolution each;
@@ -11,7 +11,11 @@ resampling in `draggan_widget.gan.ops` (monkeypatch, same weights, same outputs 
   ``upfirdn2d_reference`` (zero insertion, pad, depthwise FIR) for the skip-image upsampling
   and for the blur after the transposed convolution;
 - ``zero_insert``: the definition: zero insertion by ``upfirdn2d_reference``, then a plain
-  convolution on the 4x larger input, then the FIR.
+  convolution on the 4x larger input, then the FIR;
+- ``uncached``: the weights' squared norms (demodulation) and transposed up-convolution
+  kernels computed again at every call, instead of once per frozen weight;
+- ``uncached_fused``: that, and per-sample modulated weights for a single image (the
+  grouped "fused" convolution), which is what the generator did before both changes.
 
 Prints one JSON document: machine, configs, median ms of each, and reference / fast.
 """
@@ -25,7 +29,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Callable, Optional
 from unittest import mock
 
@@ -90,38 +94,51 @@ def conv_zero_insert(
     return ops.upfirdn2d_reference(x, f, padding=[p, p, p, p], gain=4)
 
 
-VARIANTS: dict[str, Optional[Callable]] = {
-    "fast": None,
-    "upfirdn_ref": conv_upfirdn_ref,
-    "zero_insert": conv_zero_insert,
+_modulated_conv2d = ops.modulated_conv2d
+
+
+def modulated_conv2d_fused(*args: object, fused: Optional[bool] = None, **kwargs: object) -> Tensor:
+    """The modulated convolution as it was before: per-sample weights even for one image."""
+    return _modulated_conv2d(*args, fused=True if fused is None else fused, **kwargs)
+
+
+VARIANTS: dict[str, dict[str, Callable]] = {  # attributes of `ops` each variant replaces
+    "fast": {},
+    "upfirdn_ref": {"upsample2d": upsample2d_reference, "_conv": conv_upfirdn_ref},
+    "zero_insert": {"upsample2d": upsample2d_reference, "_conv": conv_zero_insert},
+    "uncached": {"_derived": lambda weight, name, make: make()},
+    "uncached_fused": {
+        "_derived": lambda weight, name, make: make(),
+        "modulated_conv2d": modulated_conv2d_fused,
+    },
 }
 
 
 @contextlib.contextmanager
 def resampling(variant: str) -> Iterator[None]:
-    """Swap the resampling ops for those of ``variant`` (``fast`` leaves them alone)."""
-    conv = VARIANTS[variant]
-    if conv is None:
-        yield
-        return
-    with (
-        mock.patch.object(ops, "upsample2d", upsample2d_reference),
-        mock.patch.object(ops, "_conv", conv),
-    ):
+    """Swap the ops of ``variant`` into `draggan_widget.gan.ops` (``fast`` leaves them alone)."""
+    with contextlib.ExitStack() as stack:
+        for name, replacement in VARIANTS[variant].items():
+            stack.enter_context(mock.patch.object(ops, name, replacement))
         yield
 
 
-def median_ms(fn: Callable[[], Tensor], repeats: int, warmup: int, sync: Callable) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+def interleaved_ms(
+    fn: Callable[[], Tensor], variants: Sequence[str], repeats: int, warmup: int, sync: Callable
+) -> dict[str, float]:
+    """Median ms of ``fn`` under each variant, the variants taking turns within every round,
+    so that they share whatever else the machine does alike."""
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for round_ in range(warmup + repeats):
+        for variant in variants:
+            with resampling(variant):
+                sync()
+                t = time.perf_counter()
+                fn()
+                sync()
+            if round_ >= warmup:
+                times[variant].append((time.perf_counter() - t) * 1000)
+    return {v: statistics.median(ms) for v, ms in times.items()}
 
 
 @torch.no_grad()
@@ -134,14 +151,14 @@ def bench_one(res: int, device: torch.device, repeats: int) -> dict:
     for variant in VARIANTS:
         with resampling(variant):
             images[variant] = G(z, noise_mode="const")
-            ms = median_ms(lambda: G(z, noise_mode="const"), repeats, 2, sync)
-        out[f"{variant}_ms"] = round(ms, 2)
+    ms = interleaved_ms(lambda: G(z, noise_mode="const"), list(VARIANTS), repeats, 2, sync)
     for variant in VARIANTS:
+        out[f"{variant}_ms"] = round(ms[variant], 2)
         diff = (images[variant] - images["fast"]).abs().max().item()
         if diff > 1e-3:
             raise AssertionError(f"{variant} differs from fast by {diff} at {res} px")
         if variant != "fast":
-            out[f"{variant}_over_fast"] = round(out[f"{variant}_ms"] / out["fast_ms"], 2)
+            out[f"{variant}_over_fast"] = round(ms[variant] / ms["fast"], 2)
     return out
 
 

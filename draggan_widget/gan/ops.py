@@ -24,8 +24,8 @@ _DERIVED: dict[int, tuple[weakref.ref, dict]] = {}  # id(frozen weight) -> (its 
 
 def _derived(weight: Tensor, name: str, make: Callable[[], Tensor]) -> Tensor:
     """``make()``, remembered per frozen parameter: a drag or a render otherwise reshapes
-    and squares the same weights every step, which was more than half of a 256-px forward
-    pass on this CPU (540 ms before, 220 ms after).
+    and squares the same weights at every step (up to a sixth of a 64-px forward pass of
+    a 512-channel generator on a CPU; see bench/generator_speed.py).
 
     Only for an `nn.Parameter` that needs no gradient (the generator under a drag). The
     entry is keyed by the parameter's version and storage, so an in-place update (loading
@@ -179,12 +179,8 @@ def modulated_conv2d(
         padding: convolution padding (``k // 2``).
         resample_filter: ``[4, 4]`` FIR, needed when ``up == 2``.
         demodulate: normalise each output channel's weight to unit norm.
-        fused: fold the styles into per-sample weights (one grouped conv). None = fused
-            for batches of more than one whose weights need gradients or not; the split
-            form for a single sample (it scales activations instead of forming a
-            modulated weight: a third less time for a 256-px forward on a CPU), and when
-            only the styles need gradients (its backward pass is half the work; see
-            `_modconv_separate`).
+        fused: fold the styles into per-sample weights (one grouped conv). None picks
+            (see `_fuse`).
 
     Returns:
         ``[N, O, H*up, W*up]``.
@@ -198,8 +194,7 @@ def modulated_conv2d(
         )
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
     if fused is None:
-        only_styles = torch.is_grad_enabled() and styles.requires_grad and not weight.requires_grad
-        fused = n > 1 and not only_styles
+        fused = _fuse(x, weight, styles, up)
     if not fused:
         return _modconv_separate(x, weight, styles, noise, up, padding, resample_filter, demodulate)
     w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
@@ -211,6 +206,23 @@ def modulated_conv2d(
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x
+
+
+def _fuse(x: Tensor, weight: Tensor, styles: Tensor, up: int) -> bool:
+    """Whether the fused form is the cheaper one here.
+
+    - Only the styles need gradients (a drag): split, whose backward pass is half the work.
+    - The weights need gradients (training): fused, as NVIDIA trains.
+    - No gradients (rendering): whichever scales fewer numbers. Fused scales the weight,
+      ``O x I x k x k`` per sample; split scales the input and the output activations. At
+      low resolution the weights are far larger, at high resolution the activations.
+    """
+    if torch.is_grad_enabled() and (styles.requires_grad or weight.requires_grad):
+        return weight.requires_grad
+    out_ch, in_ch = weight.shape[:2]
+    h, w = x.shape[-2:]
+    activations = in_ch * h * w + out_ch * h * w * up * up
+    return activations > weight[0].numel() * out_ch
 
 
 def demodulation(weight: Tensor, styles: Tensor) -> Tensor:
