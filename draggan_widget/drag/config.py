@@ -61,6 +61,7 @@ def _check_max_steps(value: int) -> None:
 _CHECKS: dict[str, Any] = {
     "lr": lambda v: _positive("lr", v),
     "lambda_mask": lambda v: _non_negative("lambda_mask", v),
+    "mask_beta": lambda v: _non_negative("mask_beta", v),
     "r1": lambda v: _positive("r1", v),
     "r2": lambda v: _positive("r2", v),
     "feature_res": _check_feature_res,
@@ -90,6 +91,9 @@ class DragConfig:
     """Adam step size on the latent (paper: 2e-3 for faces, 1e-3 elsewhere)."""
     lambda_mask: float = 20.0
     """Weight of the loss that keeps features outside the editable mask fixed (paper: 20)."""
+    mask_beta: float = 0.1
+    """Feature changes outside the mask below this cost quadratically (Huber), so they do
+    not stall the drag; 0 = L1 everywhere (paper)."""
     r1: float = 3.0
     """Motion-supervision radius around each handle (paper: 3 px at 512)."""
     r2: float = 12.0
@@ -162,6 +166,7 @@ class DragConfig:
             template_momentum=0.0,
             slow_down=0.0,
             rearm=0.0,
+            mask_beta=0.0,
         )
         return cls(**{**base, "preset": "paper", **changes})
 

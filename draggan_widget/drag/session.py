@@ -463,7 +463,8 @@ class DragSession:
                     editable = downsample_mask(
                         torch.from_numpy(self._mask).to(self.device), feat.shape[-1]
                     )
-                    loss = loss + cfg.lambda_mask * fixed_region_loss(feat, drag.feat0, editable)
+                    fixed = fixed_region_loss(feat, drag.feat0, editable, beta=cfg.mask_beta)
+                    loss = loss + cfg.lambda_mask * fixed
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"the drag loss is {loss.item()}; lower lr (now {cfg.lr})"

@@ -102,12 +102,23 @@ def downsample_mask(mask: Tensor, side: int) -> Tensor:
     return F.interpolate(mask[None, None].float(), size=(side, side), mode="area")
 
 
-def fixed_region_loss(feat: Tensor, feat0: Tensor, editable: Tensor) -> Tensor:
+def fixed_region_loss(
+    feat: Tensor, feat0: Tensor, editable: Tensor, *, beta: float = 0.0
+) -> Tensor:
     """Mean ``|F - F0|`` outside the editable region (the paper's mask term, unweighted).
+
+    With ``beta > 0`` the difference costs ``d^2 / (2 beta)`` below ``beta`` (Huber). The
+    L1 term pulls every feature back with the same force however little it moved; at the
+    paper's weight that force outweighs the motion term, and handles stall short of their
+    targets. A quadratic core lets tiny changes through and still resists large ones.
 
     Args:
         feat: ``[1, C, h, w]`` current features.
         feat0: ``[1, C, h, w]`` features when the drag started.
         editable: ``[1, 1, h, w]`` in [0, 1], 1 = may change.
+        beta: width of the quadratic core; 0 = L1 (paper).
     """
-    return ((feat - feat0) * (1.0 - editable)).abs().mean()
+    diff = (feat - feat0) * (1.0 - editable)
+    if beta <= 0:
+        return diff.abs().mean()
+    return F.smooth_l1_loss(diff, torch.zeros_like(diff), beta=beta)

@@ -184,6 +184,7 @@ def test_bad_mask_raises_and_keeps_session(G64, mask, match):
         ("precision", "float16"),
         ("track_res", 48),
         ("rearm", -0.5),
+        ("mask_beta", -0.1),
     ],
 )
 def test_bad_config_values_raise_and_keep_old_value(field, value):
@@ -326,3 +327,15 @@ def test_slow_down_sets_the_adam_step_of_each_update(G64):
     s.config.slow_down = 0.0
     s.step(render=False)
     assert s._drag.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def test_masked_drag_with_huber_mask_loss_arrives_where_l1_holds_back(G64):
+    mask = np.zeros((64, 64), bool)
+    mask[10:50, 8:46] = True  # around the drag, the paper's weight on the rest
+    results = {}
+    for beta in (0.1, 0.0):
+        s = session(G64, mask_beta=beta)
+        s.set_mask(mask)
+        results[beta] = s.run(max_steps=60)
+    assert results[0.1].done  # 0.48 px after 46 steps
+    assert results[0.0].distances[0] > 5  # 9.5 px: the L1 term holds the latent back

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from draggan_widget.drag.supervision import (
@@ -73,6 +74,18 @@ def test_fixed_region_loss_only_counts_outside_editable():
     editable[..., :2] = 1.0
     assert fixed_region_loss(feat, feat0, editable) == 0
     assert fixed_region_loss(feat, feat0, 1 - editable) > 0
+
+
+def test_huber_fixed_region_loss_is_quadratic_below_beta_and_l1_above():
+    feat0, outside = torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, 2)
+    small = torch.tensor([[[[0.05, -0.05]]]], requires_grad=True)
+    loss = fixed_region_loss(small, feat0, outside, beta=0.1)
+    assert loss.item() == pytest.approx(0.05**2 / (2 * 0.1))
+    loss.backward()  # the pull on a small change shrinks with it (L1: 0.5 per element)
+    torch.testing.assert_close(small.grad, torch.tensor([[[[0.25, -0.25]]]]))
+    large = torch.tensor([[[[2.0, -3.0]]]])
+    huber = fixed_region_loss(large, feat0, outside, beta=0.1)
+    assert huber.item() == pytest.approx(fixed_region_loss(large, feat0, outside).item() - 0.05)
 
 
 def _planted(peak_xy: tuple[int, int], size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
