@@ -117,8 +117,9 @@ def _lr_scale(active_dist: Tensor, slow_down: float) -> float:
     ``slow_down`` px of its target (never below a tenth).
 
     Adam's steps have about the same size whatever the loss, so a shorter supervision
-    shift alone would not slow the latent down; a handle a pixel away is then moved as
-    far as one twenty pixels away, and overshoots.
+    shift alone would not slow the latent down. Off by default: on the default model it
+    made fewer drags converge (0.58 against 0.71 of 24) and did not lower MD; overshoot
+    was not what held them back.
     """
     if slow_down <= 0 or active_dist.numel() == 0:
         return 1.0

@@ -41,13 +41,19 @@ def test_edits_place_handles_on_the_face_and_targets_inside(G, detector):
         edit = place(spec, image, detector)
         points = np.array(edit.handles + edit.targets)
         assert ((points >= 0) & (points < 64)).all()
+        if edit.mask is not None:  # every handle and target lies in the editable region
+            for x, y in points:
+                assert edit.mask[int(y), int(x)]
         moved = np.array(edit.targets) - np.array(edit.handles)
         want = np.array([offset for _, offset in spec.moves]) * 64
         np.testing.assert_allclose(moved, want, atol=1e-4)
 
 
-# The 64.2-kimg model stops 2.5 px short on the mouth (weights/README.md, Results).
-NOT_YET = {"open_mouth": "the 64-kimg interim model stops 2.5 px short; training goes on"}
+# Edits the bundled interim model does not yet make (weights/README.md, Results).
+NOT_YET = {
+    "open_mouth": "the 126-kimg interim model stops 2.2 px short (121 kimg arrived in 194 "
+    "steps); training goes on"
+}
 CASES = [
     pytest.param(e, id=e.name, marks=[pytest.mark.xfail(reason=NOT_YET[e.name])])
     if e.name in NOT_YET
