@@ -85,13 +85,15 @@ MODEL = (
     if DEFAULT_MODEL.exists()
     else "make_generator(img_resolution=64, w_dim=32, seed=3)"
 )
+# What a user types; only the random stand-in needs the tests' helpers on the path.
+SETUP = (
+    ""
+    if DEFAULT_MODEL.exists()
+    else f"import sys\nsys.path[:0] = [{str(REPO / 'tests')!r}]\n"
+    "from conftest import make_generator\n"
+)
 CELL = f"""\
-import sys
-sys.path[:0] = [{str(REPO)!r}, {str(REPO / "tests")!r}]
-from conftest import make_generator
-from draggan_widget import load_generator
-from draggan_widget.drag import DragConfig
-from draggan_widget.widget import DragWidget
+{SETUP}from draggan_widget import DragConfig, DragWidget, load_generator
 
 w = DragWidget({MODEL}, seed={SEED}, config=DragConfig(max_steps=100000), device="cpu")
 w"""
