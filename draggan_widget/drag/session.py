@@ -54,7 +54,7 @@ class _Supervised(NamedTuple):
     """What `_supervise` computed for one step; `step` commits it, or drops it on error."""
 
     handles: Tensor  # [K, 2] tracked positions
-    targets: Tensor  # [K, 2]
+    dist: Tensor  # [K] px from each tracked handle to its target
     loss: Tensor
     done: bool  # every handle rests: no update this step
     state: SynthesisState  # the furthest synthesis computed, for the frame
@@ -415,12 +415,11 @@ class DragSession:
             self._ws = drag.ws().detach().clone()
             self._handles = [(float(x), float(y)) for x, y in sup.handles.tolist()]
             self.step_count += 1
-            dist = (sup.targets - sup.handles).norm(dim=1).tolist()
             result = StepResult(
                 self.step_count,
                 list(self._handles),
                 list(self._targets),
-                dist,
+                sup.dist.tolist(),
                 float(sup.loss),
                 sup.done,
                 image,
@@ -452,7 +451,8 @@ class DragSession:
                     max_move=cfg.max_track_move,
                 )
                 templates = self._adapt_templates(drag.templates, seen.x, handles, match, cfg)
-            arrived = self._arrived(drag.arrived, (targets - handles).norm(dim=1), cfg)
+            dist = (targets - handles).norm(dim=1)
+            arrived = self._arrived(drag.arrived, dist, cfg)
             active = ~arrived
             done = bool(arrived.all())
             loss = torch.zeros((), device=self.device)
@@ -477,11 +477,8 @@ class DragSession:
                         f"the latent's gradient is not finite; lower lr (now {cfg.lr})"
                     )
         state = SynthesisState(seen.x.detach(), seen.img.detach(), seen.res)
-        dist = (targets - handles).norm(dim=1)
         scale = _lr_scale(dist[~arrived], cfg.slow_down)
-        return _Supervised(
-            handles, targets, loss.detach(), done, state, ws, templates, arrived, scale
-        )
+        return _Supervised(handles, dist, loss.detach(), done, state, ws, templates, arrived, scale)
 
     def _arrived(self, before: Tensor, dist: Tensor, cfg: DragConfig) -> Tensor:
         """Which handles rest: within the stop distance, or arrived earlier and still within

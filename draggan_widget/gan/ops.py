@@ -222,7 +222,7 @@ def _fuse(x: Tensor, weight: Tensor, styles: Tensor, up: int) -> bool:
     out_ch, in_ch = weight.shape[:2]
     h, w = x.shape[-2:]
     activations = in_ch * h * w + out_ch * h * w * up * up
-    return activations > weight[0].numel() * out_ch
+    return activations > weight.numel()
 
 
 def demodulation(weight: Tensor, styles: Tensor) -> Tensor:

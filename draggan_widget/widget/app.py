@@ -638,10 +638,7 @@ class DragWidget(widgets.VBox):
 
     def save_png(self, path: Source = "draggan.png") -> Path:
         """Save the current image (not the overlays) as PNG; returns the path."""
-        path = _file_path(path, ".png")
-        export.save_png(self.session.image(), path)
-        self._set_status(f"saved {path}")
-        return path
+        return self._save(path, ".png", lambda p: export.save_png(self.session.image(), p))
 
     def save_gif(self, path: Source = "draggan.gif") -> Path:
         """Save the current (or last) drag as an animated GIF, with its points drawn.
@@ -660,10 +657,7 @@ class DragWidget(widgets.VBox):
             ValueError: another suffix, or no drag to save (none ran since the last edit).
             OSError: the file cannot be written; nothing is left behind.
         """
-        path = _file_path(path, ".gif")
-        export.save_gif(self.session, path, overlay=True)
-        self._set_status(f"saved {path}")
-        return path
+        return self._save(path, ".gif", lambda p: export.save_gif(self.session, p, overlay=True))
 
     def save_mp4(self, path: Source = "draggan.mp4") -> Path:
         """Save the current (or last) drag as an H.264 MP4 video, with its points drawn.
@@ -684,8 +678,12 @@ class DragWidget(widgets.VBox):
                 says what to install, and the session and its drag stay as they were.
             OSError: the file cannot be written; nothing is left behind.
         """
-        path = _file_path(path, ".mp4")
-        export.save_mp4(self.session, path, overlay=True)
+        return self._save(path, ".mp4", lambda p: export.save_mp4(self.session, p, overlay=True))
+
+    def _save(self, path: Source, suffix: str, write: Callable[[Path], object]) -> Path:
+        """Check the file name's suffix, write the file, and say so in the status line."""
+        path = _file_path(path, suffix)
+        write(path)
         self._set_status(f"saved {path}")
         return path
 
