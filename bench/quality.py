@@ -62,7 +62,7 @@ FEATURE_BLOCKS = 2  # detector blocks before the compared maps: 16 x 16 cells of
 ABLATIONS = (  # ours with one improvement switched off, or one of the options switched on
     "ours:tracking=nearest",
     "ours:max_track_move=None",
-    "ours:rearm=0",
+    "ours:settle=1",
     "ours:slow_down=3",
     "ours:template_momentum=0.2",
     "ours:track_res=64",
@@ -133,7 +133,7 @@ def load_or_train_detector(
     seconds = time.perf_counter() - t0
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    save_landmark_net(net, partial)
+    save_landmark_net(net, partial, {"recipe": recipe.cache_name()})
     os.replace(partial, path)  # an interrupted run leaves no half-written detector to reuse
     return net, {"path": str(path), "trained_now": True, "train_s": round(seconds, 1)}
 

@@ -23,6 +23,11 @@ def _positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
+def _check_settle(value: float) -> None:
+    if not (isinstance(value, (int, float)) and 0 < value <= 1):
+        raise ValueError(f"settle must be a fraction in (0, 1] of the stop distance, got {value!r}")
+
+
 def _non_negative(name: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a number >= 0, got {value!r}")
@@ -74,7 +79,7 @@ _CHECKS: dict[str, Any] = {
     "max_track_move": lambda v: v is None or _positive("max_track_move", v),
     "template_momentum": lambda v: _check_unit_interval("template_momentum", v),
     "slow_down": lambda v: _non_negative("slow_down", v),
-    "rearm": lambda v: _non_negative("rearm", v),
+    "settle": _check_settle,
     "precision": _check_precision,
 }
 
@@ -123,9 +128,13 @@ class DragConfig:
     slow_down: float = 0.0
     """Once every moving handle is within this many px of its target, the latent's step
     shrinks in proportion to the farthest one's distance (0 = full steps, paper)."""
-    rearm: float = 0.5
-    """An arrived handle rests until it drifts this many px beyond the stop distance
-    (paper: 0, it is pulled again as soon as tracking puts it outside)."""
+    rebalance: bool = False
+    """Scale the motion term by handles / handles still moving, so the last ones to arrive
+    are pulled as hard as all of them were at first (paper: False, the plain sum)."""
+    settle: float = 0.5
+    """A moving handle comes to rest within this fraction of the stop distance, and rests
+    until it drifts beyond the stop distance itself (paper: 1, no band: a handle is pulled
+    again as soon as tracking puts it outside)."""
     precision: Precision = "float32"
     """Arithmetic of the gradient pass: 'bfloat16' is about 2x faster on CPUs with AMX or
     AVX512-BF16 and on recent GPUs; 'float32' is exact and the same on every machine."""
@@ -144,8 +153,8 @@ class DragConfig:
             r1 = value if name == "r1" else self.r1
             r2 = value if name == "r2" else self.r2
             self._check_radii(r1, r2)
-        if name in ("w_plus",) and not isinstance(value, bool):
-            raise ValueError(f"w_plus must be True or False, got {value!r}")
+        if name in ("w_plus", "rebalance") and not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
         if name == "seed" and (not isinstance(value, int) or isinstance(value, bool)):
             raise ValueError(f"seed must be an integer, got {value!r}")
         super().__setattr__(name, value)
@@ -165,7 +174,7 @@ class DragConfig:
             max_track_move=None,
             template_momentum=0.0,
             slow_down=0.0,
-            rearm=0.0,
+            settle=1.0,
             mask_beta=0.0,
         )
         return cls(**{**base, "preset": "paper", **changes})

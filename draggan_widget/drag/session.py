@@ -45,7 +45,7 @@ class StepResult:
     targets: list[Point]
     distances: list[float]  # px from each handle to its target
     loss: float
-    done: bool  # every handle within the stop distance (see `rearm`); the latent did not move
+    done: bool  # every handle within the stop distance (see `settle`); the latent did not move
     image: Optional[np.ndarray] = None  # uint8 H x W x 3, when the step was asked to render
     ms: float = 0.0
 
@@ -103,7 +103,7 @@ class _Drag:
     feat0: Tensor  # [1, C, h, w] features when the drag started
     templates: Tensor  # [K, C] each handle's tracked feature when the drag started
     optimizer: torch.optim.Optimizer
-    arrived: Tensor  # [K] bool: handles that reached their target and rest (see `rearm`)
+    arrived: Tensor  # [K] bool: handles that reached their target and rest (see `settle`)
     trace: list[StepResult] = field(default_factory=list)
 
     def ws(self) -> Tensor:
@@ -459,7 +459,12 @@ class DragSession:
             if not done:
                 shifts = shift_vectors(handles, targets)
                 offsets = disc_offsets(r1, device=self.device)
-                loss = motion_loss(feat, handles, shifts, offsets, img_size=size, active=active)
+                loss = motion_loss(
+                    *(feat, handles, shifts, offsets),
+                    img_size=size,
+                    active=active,
+                    rebalance=cfg.rebalance,
+                )
                 if self._mask is not None and cfg.lambda_mask > 0:
                     editable = downsample_mask(
                         torch.from_numpy(self._mask).to(self.device), feat.shape[-1]
@@ -481,14 +486,17 @@ class DragSession:
         return _Supervised(handles, dist, loss.detach(), done, state, ws, templates, arrived, scale)
 
     def _arrived(self, before: Tensor, dist: Tensor, cfg: DragConfig) -> Tensor:
-        """Which handles rest: within the stop distance, or arrived earlier and still within
-        ``rearm`` px beyond it.
+        """Which handles rest: those within ``settle`` of the stop distance, and those that
+        rested before and are still within the stop distance.
 
-        Tracking wobbles by a fraction of a pixel; without the margin an arrived handle
-        steps out, is pulled back, and takes the latent (and the other handles) with it.
+        Tracking wobbles by a fraction of a pixel; with no band an arrived handle steps out,
+        is pulled back, and takes the latent (and the other handles) with it. Sub-pixel
+        tracking also approaches the stop distance smoothly, so without the band a handle
+        would stop at its edge. The band lies inside the stop distance, so a finished drag
+        has every handle within it.
         """
         stop = cfg.stop_px(len(dist))
-        return (dist <= stop) | (before & (dist <= stop + cfg.rearm))
+        return (dist <= cfg.settle * stop) | (before & (dist <= stop))
 
     def _adapt_templates(
         self, templates: Tensor, feat: Tensor, handles: Tensor, match: Tensor, cfg: DragConfig

@@ -71,6 +71,7 @@ def motion_loss(
     *,
     img_size: int,
     active: Tensor,
+    rebalance: bool = False,
 ) -> Tensor:
     """L1 between ``sg(F(q))`` and ``F(q + d)`` for ``q`` in a disc around each active handle.
 
@@ -84,9 +85,12 @@ def motion_loss(
         offsets: ``[M, 2]`` disc offsets (see `disc_offsets`).
         img_size: image side the positions refer to.
         active: ``[K]`` bool; arrived handles contribute nothing.
+        rebalance: scale the sum by ``K / active.sum()``. Adam divides each step by a
+            running RMS of past gradients that fades over ~1000 steps, so as handles arrive
+            and the plain sum shrinks, the steps for the remaining ones shrink with it.
 
     Returns:
-        Scalar: sum over active handles of the mean absolute difference.
+        Scalar: sum over active handles of the mean absolute difference (rebalanced).
     """
     q = handles[:, None, :] + offsets[None, :, :]  # [K, M, 2]
     both = torch.cat([q, q + shifts[:, None, :]], dim=1)  # [K, 2M, 2]
@@ -94,7 +98,10 @@ def motion_loss(
     m = offsets.shape[0]
     here, there = sampled[:, :m].detach(), sampled[:, m:]
     per_handle = (there - here).abs().mean(dim=(1, 2))  # [K]
-    return (per_handle * active.to(per_handle.dtype)).sum()
+    weight = active.to(per_handle.dtype)
+    if rebalance:
+        weight = weight * (len(weight) / weight.sum().clamp(min=1))
+    return (per_handle * weight).sum()
 
 
 def downsample_mask(mask: Tensor, side: int) -> Tensor:

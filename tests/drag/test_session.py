@@ -183,7 +183,8 @@ def test_bad_mask_raises_and_keeps_session(G64, mask, match):
         ("stop_distance", -1),
         ("precision", "float16"),
         ("track_res", 48),
-        ("rearm", -0.5),
+        ("settle", 0.0),
+        ("settle", 1.5),
         ("mask_beta", -0.1),
     ],
 )
@@ -270,23 +271,23 @@ def test_bfloat16_frames_are_close_and_image_stays_exact(G64):
     assert np.array_equal(low.image(), DragSession(G64, w=low.ws, device="cpu").image())
 
 
-def test_arrived_handle_rests_until_it_drifts_past_the_rearm_margin(G64):
-    s = session(G64, rearm=0.5)
-    before = torch.tensor([True, True, False])
-    dist = torch.tensor([1.3, 1.6, 1.3])  # stop is 1 px: drifted a little, too far, never in
-    arrived = s._arrived(before, dist, s.config)
-    assert arrived.tolist() == [True, False, False]
-    paper = s._arrived(before, dist, DragConfig.paper())
-    assert paper.tolist() == [False, False, False]
+def test_a_moving_handle_rests_within_the_settle_band_until_it_leaves_the_stop_distance(G64):
+    s = session(G64, settle=0.5)
+    before = torch.tensor([False, False, True, True])
+    dist = torch.tensor([0.4, 0.7, 0.7, 1.2])  # stop is 1 px: in, not yet, still in, drifted
+    assert s._arrived(before, dist, s.config).tolist() == [True, False, True, False]
+    paper = s._arrived(before, dist, DragConfig.paper())  # no band: the stop distance only
+    assert paper.tolist() == [True, True, True, False]
 
 
-def test_a_rearmed_drag_stops_updating_once_every_handle_rests(G64):
+def test_a_finished_drag_has_every_handle_within_the_stop_distance(G64):
     s = DragSession(G64, seed=1, config=DragConfig(lr=0.01), device="cpu")
     s.set_points([(20.5, 30.5), (40.5, 30.5)], [(20.8, 30.5), (45.5, 30.5)])
     first = s.step(render=False)
     assert not first.done and s._drag.arrived.tolist() == [True, False]
     last = s.run(max_steps=80)
     assert last.done and s._drag.arrived.all()
+    assert max(last.distances) <= s.config.stop_px(2)
 
 
 def test_tracking_on_a_finer_block_uses_its_features_and_frame(G64):

@@ -66,6 +66,24 @@ def test_motion_loss_ignores_arrived_handles_and_detaches_source():
     assert feat.grad is not None and feat.grad.abs().sum() > 0
 
 
+def test_rebalanced_motion_loss_keeps_the_pull_of_all_handles_on_those_left():
+    feat = torch.randn(1, 4, 16, 16)
+    h = torch.tensor([[5.0, 6.0], [10.0, 10.0], [3.0, 12.0], [12.0, 4.0]])
+    t = h + torch.tensor([[4.0, 0.0], [0.0, -6.0], [3.0, 3.0], [-5.0, 0.0]])
+    args = (feat, h, shift_vectors(h, t), disc_offsets(2))
+    one = torch.tensor([True, False, False, False])
+    plain = motion_loss(*args, img_size=16, active=one)
+    scaled = motion_loss(*args, img_size=16, active=one, rebalance=True)
+    torch.testing.assert_close(scaled, 4 * plain)  # 4 handles, 1 still moving
+    every = torch.ones(4, dtype=torch.bool)
+    torch.testing.assert_close(
+        motion_loss(*args, img_size=16, active=every, rebalance=True),
+        motion_loss(*args, img_size=16, active=every),
+    )
+    none = torch.zeros(4, dtype=torch.bool)
+    assert motion_loss(*args, img_size=16, active=none, rebalance=True).item() == 0
+
+
 def test_fixed_region_loss_only_counts_outside_editable():
     feat0 = torch.zeros(1, 2, 4, 4)
     feat = feat0.clone()

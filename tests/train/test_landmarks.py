@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
+import torch
+from safetensors.torch import save_file
 
 from draggan_widget.train.landmarks import (
+    LandmarkNet,
     frechet_distance,
     load_landmark_net,
     save_landmark_net,
+    soft_argmax,
     train_landmark_net,
 )
 
@@ -45,3 +49,26 @@ def test_landmark_net_learns_positions(tmp_path):
     save_landmark_net(net, tmp_path / "lm.safetensors")
     again = load_landmark_net(tmp_path / "lm.safetensors")
     np.testing.assert_allclose(again.locate(test_img, 64), net.locate(test_img, 64), atol=1e-5)
+
+
+def test_soft_argmax_finds_a_peak_between_cell_centres():
+    scores = torch.full((1, 2, 8, 8), -30.0)
+    scores[0, 0, 2, 5] = 0  # one sharp cell: its centre, (5.5, 2.5) of 8
+    scores[0, 1, 4, 1] = scores[0, 1, 4, 2] = 0  # two equal cells: halfway between
+    got = soft_argmax(scores) * 8
+    torch.testing.assert_close(got, torch.tensor([[[5.5, 2.5], [2.0, 4.5]]]))
+
+
+def test_the_heatmap_head_is_what_locates_and_old_files_load_without_it(tmp_path):
+    torch.manual_seed(0)
+    net = LandmarkNet(3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    coarse, fine = net.both(x)
+    torch.testing.assert_close(net(x), fine)
+    assert not torch.allclose(coarse, fine)
+    old = LandmarkNet(3, heatmap=False).eval()
+    state = {k: v.contiguous() for k, v in old.state_dict().items()}
+    save_file(state, tmp_path / "old.safetensors", metadata={"num_landmarks": "3"})  # as before
+    again = load_landmark_net(tmp_path / "old.safetensors")
+    assert again.heat is None
+    torch.testing.assert_close(again(x), old.both(x)[0])
