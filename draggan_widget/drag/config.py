@@ -96,6 +96,9 @@ class DragConfig:
     """Adam step size on the latent (paper: 2e-3 for faces, 1e-3 elsewhere)."""
     lambda_mask: float = 20.0
     """Weight of the loss that keeps features outside the editable mask fixed (paper: 20)."""
+    mask_image: bool = True
+    """The mask term also holds the coarse image the blocks up to the feature block have
+    drawn (a 'skip' generator sums every block's RGB), not the features alone (paper: False)."""
     mask_beta: float = 0.1
     """Feature changes outside the mask below this cost quadratically (Huber), so they do
     not stall the drag; 0 = L1 everywhere (paper)."""
@@ -153,7 +156,7 @@ class DragConfig:
             r1 = value if name == "r1" else self.r1
             r2 = value if name == "r2" else self.r2
             self._check_radii(r1, r2)
-        if name in ("w_plus", "rebalance") and not isinstance(value, bool):
+        if name in ("w_plus", "rebalance", "mask_image") and not isinstance(value, bool):
             raise ValueError(f"{name} must be True or False, got {value!r}")
         if name == "seed" and (not isinstance(value, int) or isinstance(value, bool)):
             raise ValueError(f"seed must be an integer, got {value!r}")
@@ -175,6 +178,7 @@ class DragConfig:
             template_momentum=0.0,
             slow_down=0.0,
             settle=1.0,
+            mask_image=False,
             mask_beta=0.0,
         )
         return cls(**{**base, "preset": "paper", **changes})

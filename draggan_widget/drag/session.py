@@ -101,6 +101,7 @@ class _Drag:
     fixed: Tensor  # [1, L - n, w_dim] styles that do not move
     key: _DragKey  # what the variables and reference features were built from
     feat0: Tensor  # [1, C, h, w] features when the drag started
+    img0: Tensor  # [1, 3, h, w] the image drawn up to the feature block, at the start
     templates: Tensor  # [K, C] each handle's tracked feature when the drag started
     optimizer: torch.optim.Optimizer
     arrived: Tensor  # [K] bool: handles that reached their target and rest (see `settle`)
@@ -365,7 +366,8 @@ class DragSession:
         param = (ws[:, :n_opt] if key.w_plus else ws[:, :1]).clone().requires_grad_(True)
         optimizer = torch.optim.Adam([param], lr=cfg.lr)
         arrived = torch.zeros(len(handles), dtype=torch.bool, device=self.device)
-        return _Drag(param, ws[:, n_opt:].clone(), key, state.x, templates, optimizer, arrived)
+        fixed = ws[:, n_opt:].clone()
+        return _Drag(param, fixed, key, state.x, state.img, templates, optimizer, arrived)
 
     def _drag_for_step(self) -> tuple[_Drag, bool]:
         """The drag in progress, or a new one after any edit; True when it is new."""
@@ -470,6 +472,10 @@ class DragSession:
                         torch.from_numpy(self._mask).to(self.device), feat.shape[-1]
                     )
                     fixed = fixed_region_loss(feat, drag.feat0, editable, beta=cfg.mask_beta)
+                    if cfg.mask_image:
+                        fixed = fixed + fixed_region_loss(
+                            state.img, drag.img0, editable, beta=cfg.mask_beta
+                        )
                     loss = loss + cfg.lambda_mask * fixed
                 if not torch.isfinite(loss):
                     raise FloatingPointError(

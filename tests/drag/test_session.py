@@ -340,3 +340,19 @@ def test_masked_drag_with_huber_mask_loss_arrives_where_l1_holds_back(G64):
         results[beta] = s.run(max_steps=60)
     assert results[0.1].done  # 0.48 px after 46 steps
     assert results[0.0].distances[0] > 5  # 9.5 px: the L1 term holds the latent back
+
+
+def test_the_mask_term_also_holds_the_coarse_image_outside_the_mask(G64):
+    mask = np.zeros((64, 64), bool)
+    mask[10:50, 8:46] = True
+    change = {}
+    for held in (True, False):
+        s = session(G64, mask_image=held)
+        s.set_mask(mask)
+        s.run(max_steps=30)
+        drag = s._drag
+        img = s._features(s.ws, drag.key.feature_side).img
+        outside = torch.from_numpy(~mask[::2, ::2])  # the 32 x 32 feature block's cells
+        change[held] = (img - drag.img0).abs()[..., outside].mean().item()
+    assert change[True] < 0.7 * change[False]
+    assert DragConfig.paper().mask_image is False
