@@ -335,7 +335,7 @@ def test_masked_drag_with_huber_mask_loss_arrives_where_l1_holds_back(G64):
     mask[10:50, 8:46] = True  # around the drag, the paper's weight on the rest
     results = {}
     for beta in (0.1, 0.0):
-        s = session(G64, mask_beta=beta)
+        s = session(G64, mask_beta=beta, mask_image=False)  # the feature term alone
         s.set_mask(mask)
         results[beta] = s.run(max_steps=60)
     assert results[0.1].done  # 0.48 px after 46 steps
