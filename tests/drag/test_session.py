@@ -183,6 +183,8 @@ def test_bad_mask_raises_and_keeps_session(G64, mask, match):
         ("stop_distance", -1),
         ("precision", "float16"),
         ("track_res", 48),
+        ("mask_image", "yes"),
+        ("rebalance", 1),
         ("settle", 0.0),
         ("settle", 1.5),
         ("mask_beta", -0.1),
