@@ -277,8 +277,25 @@ def compact_checkpoint(src: Union[str, Path], dst: Union[str, Path]) -> Path:
         return value
 
     ckpt = load_checkpoint(src)
+    for name in ("opt_G", "opt_D"):
+        _zero_unread_first_moments(ckpt[name])
     bulky = ("G", "D", "G_ema", "opt_G", "opt_D")  # scalars such as pl_mean stay exact
     return save_checkpoint(dst, {**ckpt, **{k: shrink(ckpt[k]) for k in bulky}})
+
+
+def _zero_unread_first_moments(opt_state: dict[str, Any]) -> None:
+    """Zero Adam's first moments where beta1 is 0, as StyleGAN2's are.
+
+    With beta1 = 0 each step overwrites the first moment with the new gradient before
+    reading it, so the stored one never matters; zeros resume the same steps and cost git
+    almost nothing to store, where 3.3 M bfloat16 moments cost 6.6 MB every session.
+    """
+    for group in opt_state["param_groups"]:
+        if group["betas"][0] == 0:
+            for index in group["params"]:
+                moments = opt_state["state"].get(index, {})
+                if "exp_avg" in moments:
+                    moments["exp_avg"] = torch.zeros_like(moments["exp_avg"])
 
 
 def config_from_checkpoint(ckpt: dict[str, Any], **overrides: Any) -> TrainConfig:

@@ -136,9 +136,28 @@ def test_compact_checkpoint_is_bfloat16_and_resumes(tmp_path, images):
     assert {v.dtype for v in ckpt["G"].values() if v.is_floating_point()} == {torch.bfloat16}
     torch.testing.assert_close(ckpt["rng_data"], full["rng_data"], rtol=0, atol=0)
     assert small.stat().st_size < 0.6 * (tmp_path / "a" / "latest.pt").stat().st_size
+    moments = [m for m in ckpt["opt_G"]["state"].values()]
+    assert moments and all(not m["exp_avg"].any() for m in moments)  # beta1 = 0: never read
+    assert all(m["exp_avg_sq"].any() for m in moments)
     resumed = train(tiny_config(tmp_path / "b"), images=images, resume=small, max_steps=1)
     assert resumed.step_count == 3
     assert all(p.dtype == torch.float32 for p in resumed.G.parameters())
+
+
+def test_adam_with_beta1_zero_never_reads_its_stored_first_moment():
+    runs = []
+    for stored in ("kept", "zeroed"):
+        p = torch.nn.Parameter(torch.ones(5))
+        opt = torch.optim.Adam([p], lr=0.1, betas=(0.0, 0.99))
+        for step in range(3):
+            p.grad = torch.randn(5, generator=torch.Generator().manual_seed(step))
+            opt.step()
+        if stored == "zeroed":
+            opt.state[p]["exp_avg"].zero_()
+        p.grad = torch.arange(5.0)
+        opt.step()
+        runs.append(p.detach().clone())
+    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
 
 
 def test_export_writes_a_generator_that_load_native_reads(tmp_path, images):
