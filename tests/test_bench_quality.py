@@ -139,7 +139,7 @@ def _mean_face_detector(marks: np.ndarray, size: int) -> LandmarkNet:
     """An untrained net whose output bias is the mean face: landmarks near where faces have
     them, moved a little by the random weights, so tasks differ without any training."""
     torch.manual_seed(0)
-    net = LandmarkNet(K)
+    net = LandmarkNet(K, heatmap=False)  # the global head locates
     with torch.no_grad():
         net.head.bias.copy_(torch.from_numpy(marks.mean(0).reshape(-1) / size))
     return net.eval()
