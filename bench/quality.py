@@ -63,6 +63,7 @@ ABLATIONS = (  # ours with one improvement switched off, or one of the options s
     "ours:tracking=nearest",
     "ours:max_track_move=None",
     "ours:settle=1",
+    "ours:anchor=0",
     "ours:rebalance=True",
     "ours:slow_down=3",
     "ours:template_momentum=0.2",

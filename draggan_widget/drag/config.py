@@ -80,6 +80,7 @@ _CHECKS: dict[str, Any] = {
     "template_momentum": lambda v: _check_unit_interval("template_momentum", v),
     "slow_down": lambda v: _non_negative("slow_down", v),
     "settle": _check_settle,
+    "anchor": lambda v: _check_unit_interval("anchor", v),
     "precision": _check_precision,
 }
 
@@ -138,6 +139,10 @@ class DragConfig:
     """A moving handle comes to rest within this fraction of the stop distance, and rests
     until it drifts beyond the stop distance itself (paper: 1, no band: a handle is pulled
     again as soon as tracking puts it outside)."""
+    anchor: float = 0.5
+    """Motion supervision pulls the content ahead of each handle toward this blend of the
+    features behind it now (0, paper) and those it had when the drag started (1), so that
+    what moves is what was clicked, not whatever the last step left there."""
     precision: Precision = "float32"
     """Arithmetic of the gradient pass: 'bfloat16' is about 2x faster on CPUs with AMX or
     AVX512-BF16 and on recent GPUs; 'float32' is exact and the same on every machine."""
@@ -178,6 +183,7 @@ class DragConfig:
             template_momentum=0.0,
             slow_down=0.0,
             settle=1.0,
+            anchor=0.0,
             mask_image=False,
             mask_beta=0.0,
         )

@@ -105,6 +105,7 @@ class _Drag:
     templates: Tensor  # [K, C] each handle's tracked feature when the drag started
     optimizer: torch.optim.Optimizer
     arrived: Tensor  # [K] bool: handles that reached their target and rest (see `settle`)
+    start: Tensor  # [K, 2] the handles when the drag started (see `anchor`)
     trace: list[StepResult] = field(default_factory=list)
 
     def ws(self) -> Tensor:
@@ -367,7 +368,7 @@ class DragSession:
         optimizer = torch.optim.Adam([param], lr=cfg.lr)
         arrived = torch.zeros(len(handles), dtype=torch.bool, device=self.device)
         fixed = ws[:, n_opt:].clone()
-        return _Drag(param, fixed, key, state.x, state.img, templates, optimizer, arrived)
+        return _Drag(param, fixed, key, state.x, state.img, templates, optimizer, arrived, handles)
 
     def _drag_for_step(self) -> tuple[_Drag, bool]:
         """The drag in progress, or a new one after any edit; True when it is new."""
@@ -466,6 +467,8 @@ class DragSession:
                     img_size=size,
                     active=active,
                     rebalance=cfg.rebalance,
+                    anchor=self._anchor(drag, offsets, cfg),
+                    anchor_weight=cfg.anchor,
                 )
                 if self._mask is not None and cfg.lambda_mask > 0:
                     editable = downsample_mask(
@@ -490,6 +493,14 @@ class DragSession:
         state = SynthesisState(seen.x.detach(), seen.img.detach(), seen.res)
         scale = _lr_scale(dist[~arrived], cfg.slow_down)
         return _Supervised(handles, dist, loss.detach(), done, state, ws, templates, arrived, scale)
+
+    def _anchor(self, drag: _Drag, offsets: Tensor, cfg: DragConfig) -> Optional[Tensor]:
+        """``[K, M, C]`` the supervision discs as they were when the drag started (see
+        `DragConfig.anchor`); sampled each step, since ``r1`` may change between steps."""
+        if cfg.anchor == 0:
+            return None
+        start = drag.start[:, None, :] + offsets[None]
+        return sample_features(drag.feat0, start, self.resolution)
 
     def _arrived(self, before: Tensor, dist: Tensor, cfg: DragConfig) -> Tensor:
         """Which handles rest: those within ``settle`` of the stop distance, and those that

@@ -9,6 +9,7 @@ release uses, so both give the same values at the same image-pixel positions.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -72,11 +73,19 @@ def motion_loss(
     img_size: int,
     active: Tensor,
     rebalance: bool = False,
+    anchor: Optional[Tensor] = None,
+    anchor_weight: float = 0.0,
 ) -> Tensor:
     """L1 between ``sg(F(q))`` and ``F(q + d)`` for ``q`` in a disc around each active handle.
 
     The gradient moves the content at ``q`` toward ``q + d``: the handle follows its target.
     All handles are sampled in one ``grid_sample`` call.
+
+    With an ``anchor``, what ``F(q + d)`` is pulled toward is ``sg(F(q))`` blended with the
+    disc's features when the drag started. The plain loss is also zero when the features
+    around the handle are all alike, so a drag may flatten what it was asked to move (a
+    mouth fades instead of opening) and copies its own errors forward step by step; the
+    anchor keeps the clicked-on content in the target.
 
     Args:
         feat: ``[1, C, h, w]`` features with gradients.
@@ -88,6 +97,9 @@ def motion_loss(
         rebalance: scale the sum by ``K / active.sum()``. Adam divides each step by a
             running RMS of past gradients that fades over ~1000 steps, so as handles arrive
             and the plain sum shrinks, the steps for the remaining ones shrink with it.
+        anchor: ``[K, M, C]`` features at the same disc offsets around each handle's
+            position when the drag started, in the features of that moment.
+        anchor_weight: share of ``anchor`` in the target, in [0, 1]; 0 = the paper's loss.
 
     Returns:
         Scalar: sum over active handles of the mean absolute difference (rebalanced).
@@ -97,6 +109,8 @@ def motion_loss(
     sampled = sample_features(feat, both, img_size)  # [K, 2M, C]
     m = offsets.shape[0]
     here, there = sampled[:, :m].detach(), sampled[:, m:]
+    if anchor is not None and anchor_weight > 0:
+        here = torch.lerp(here, anchor, anchor_weight)
     per_handle = (there - here).abs().mean(dim=(1, 2))  # [K]
     weight = active.to(per_handle.dtype)
     if rebalance:

@@ -84,6 +84,34 @@ def test_rebalanced_motion_loss_keeps_the_pull_of_all_handles_on_those_left():
     assert motion_loss(*args, img_size=16, active=none, rebalance=True).item() == 0
 
 
+def test_anchored_motion_loss_pulls_toward_a_blend_with_the_starting_features():
+    feat = torch.randn(1, 4, 16, 16)
+    h, t = torch.tensor([[5.0, 6.0]]), torch.tensor([[9.0, 6.0]])
+    d, off = shift_vectors(h, t), disc_offsets(2)
+    here = sample_features(feat, h[:, None] + off, 16)  # [1, M, C]
+    there = sample_features(feat, h[:, None] + off + d[:, None], 16)
+    anchor = torch.randn_like(here)
+    args, kw = (feat, h, d, off), dict(img_size=16, active=torch.tensor([True]))
+
+    def loss(weight: float) -> torch.Tensor:
+        return motion_loss(*args, **kw, anchor=anchor, anchor_weight=weight)
+
+    torch.testing.assert_close(loss(0.0), motion_loss(*args, **kw))
+    torch.testing.assert_close(loss(1.0), (there - anchor).abs().mean())
+    torch.testing.assert_close(loss(0.5), (there - (here + anchor) / 2).abs().mean())
+
+
+def test_anchored_motion_loss_is_not_zero_on_flat_features():
+    """The paper's loss is satisfied by flattening the features; the anchored one is not."""
+    flat = torch.ones(1, 4, 16, 16)
+    h, t = torch.tensor([[5.0, 6.0]]), torch.tensor([[9.0, 6.0]])
+    args = (flat, h, shift_vectors(h, t), disc_offsets(2))
+    kw = dict(img_size=16, active=torch.tensor([True]))
+    assert motion_loss(*args, **kw).item() == 0
+    anchor = torch.zeros(1, len(disc_offsets(2)), 4)  # what was there: not the flat value
+    assert motion_loss(*args, **kw, anchor=anchor, anchor_weight=0.5).item() == 0.5
+
+
 def test_fixed_region_loss_only_counts_outside_editable():
     feat0 = torch.zeros(1, 2, 4, 4)
     feat = feat0.clone()
