@@ -7,8 +7,7 @@ import pytest
 
 from conftest import REPO
 from draggan_widget import load_generator
-from draggan_widget.train.edits import EDITS, load_detector, place, run_edit
-from draggan_widget.train.faces import LANDMARK_NAMES
+from draggan_widget.train.edits import EDITS, detected_distances, load_detector, place, run_edit
 
 pytestmark = [
     pytest.mark.weights,
@@ -71,7 +70,5 @@ def test_canonical_edit_arrives_within_200_steps(G, detector, spec):
     that follows a fading feature reports arrival while the face has not changed."""
     session, result = run_edit(G, spec, detector, max_steps=200, device="cpu")
     assert max(result.distances) <= 2.0, f"{spec.name}: {result.distances} after {result.step}"
-    rows = [LANDMARK_NAMES.index(name) for name, _ in spec.moves]
-    found = detector.locate(session.image()[None], 64)[0][rows]
-    detected = np.linalg.norm(found - np.array(result.targets), axis=1)
+    detected = detected_distances(detector, spec, session.image(), result.targets)
     assert detected.max() <= 2.0, f"{spec.name}: the detector finds them {detected} px away"
