@@ -3,7 +3,7 @@
     python bench/drag_speed.py [--res 256 512 default] [--points 1 5] [--device cpu]
 
 Prints one JSON document: the machine, then per (model, points) the median ms of ours
-(with and without rendering the frame, and with the bfloat16 gradient pass) and of the
+(with and without rendering the frame, in float32 and with the bfloat16 gradient pass) and of the
 official step, and official / ours.
 """
 
@@ -100,6 +100,7 @@ def bench_one(G: Generator, name: str, n_points: int, device: torch.device, repe
         {
             "ours": lambda: ours.step(render=False),
             "ours_render": lambda: ours.step(render=True),
+            "ours_bf16": lambda: low.step(render=False),
             "ours_bf16_render": lambda: low.step(render=True),
             "official": official.step,
         },
@@ -117,6 +118,7 @@ def bench_one(G: Generator, name: str, n_points: int, device: torch.device, repe
         "speedup": round(ms["official"] / ms["ours_render"], 2),
         "speedup_no_render": round(ms["official"] / ms["ours"], 2),
         "speedup_bf16": round(ms["official"] / ms["ours_bf16_render"], 2),
+        "speedup_bf16_no_render": round(ms["official"] / ms["ours_bf16"], 2),
     }
 
 
