@@ -3,8 +3,8 @@
     python bench/drag_speed.py [--res 256 512 default] [--points 1 5] [--device cpu]
 
 Prints one JSON document: the machine, then per (model, points) the median ms of ours
-(with and without rendering the frame, in float32 and with the bfloat16 gradient pass) and of the
-official step, and official / ours.
+(with and without rendering the frame, in float32 and with the bfloat16 gradient pass)
+and of the official step, and official / ours.
 """
 
 from __future__ import annotations

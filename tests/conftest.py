@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -11,6 +14,25 @@ from draggan_widget.gan.stylegan2 import Generator
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_bench(name: str) -> ModuleType:
+    """``bench/<name>.py``, loaded by path once: bench/ is scripts, not a package.
+
+    It is registered as ``bench_<name>`` before it runs (dataclasses look their module up
+    there), with bench/ importable meanwhile, since the scripts import each other.
+    """
+    key = f"bench_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, REPO / "bench" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        sys.path.insert(0, str(REPO / "bench"))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(REPO / "bench"))
+    return sys.modules[key]
 
 
 def make_generator(

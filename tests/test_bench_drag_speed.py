@@ -3,34 +3,14 @@ row holds every variant's time and the ratios computed from them (no speed is as
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 import torch
 
-from conftest import REPO, make_generator
+from conftest import load_bench, make_generator
 from draggan_widget import load_generator
 
-
-def _load(name: str):
-    """bench/ is scripts, not a package: load one by path, once, with bench/ importable
-    (drag_speed.py imports official_step.py beside it)."""
-    key = f"bench_{name}"
-    if key not in sys.modules:
-        sys.path.insert(0, str(REPO / "bench"))
-        try:
-            spec = importlib.util.spec_from_file_location(key, REPO / f"bench/{name}.py")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[key] = module
-            spec.loader.exec_module(module)
-        finally:
-            sys.path.remove(str(REPO / "bench"))
-    return sys.modules[key]
-
-
-drag_speed = _load("drag_speed")
-official_step = _load("official_step")
+drag_speed = load_bench("drag_speed")
+official_step = load_bench("official_step")
 
 
 def test_the_official_baseline_moves_its_handle_toward_the_target(one_thread):

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, make_generator
+from conftest import load_bench, make_generator
 from draggan_widget.train.faces import LANDMARK_NAMES
 from draggan_widget.train.landmarks import FEATURE_DIM, LandmarkNet, frechet_distance
 
-
-def _load_bench():
-    """bench/ is scripts, not a package: load fid.py by path, once."""
-    if "bench_fid" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bench_fid", REPO / "bench/fid.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_fid"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["bench_fid"]
-
-
-fid = _load_bench()
+fid = load_bench("fid")
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero_and_a_shift_is_its_square():

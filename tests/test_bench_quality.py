@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, make_generator
+from conftest import load_bench, make_generator
 from draggan_widget.train.faces import LANDMARK_NAMES, render_dataset
 from draggan_widget.train.landmarks import LandmarkNet
 
-
-def _load_bench():
-    """bench/ is scripts, not a package: load quality.py by path, once."""
-    if "bench_quality" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bench_quality", REPO / "bench/quality.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_quality"] = module  # dataclasses look their module up here
-        spec.loader.exec_module(module)
-    return sys.modules["bench_quality"]
-
-
-quality = _load_bench()
+quality = load_bench("quality")
 K = len(LANDMARK_NAMES)
 
 

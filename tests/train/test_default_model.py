@@ -49,7 +49,7 @@ def test_edits_place_handles_on_the_face_and_targets_inside(G, detector):
         np.testing.assert_allclose(moved, want, atol=1e-4)
 
 
-# Edits the bundled interim model does not yet make (weights/README.md, Results).
+# Edits the bundled model does not make (weights/README.md, Results).
 NOT_YET = {
     "open_mouth": "closed mouths do not part on the 300-kimg model: 3.0 px short after 200 "
     "steps, and the detector finds the mouth no nearer its targets than it started (earlier "
