@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import platform
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,16 +28,16 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from draggan_widget.drag import DragConfig, DragSession
+from draggan_widget.drag import DragConfig
 from draggan_widget.gan.stylegan2 import Generator
-from draggan_widget.train.edits import EDITS, EditSpec, detected_distances, load_detector, place
+from draggan_widget.train.edits import EDITS, EditSpec, detected_distances, load_detector, start
 from draggan_widget.train.faces import LANDMARK_NAMES
 from draggan_widget.train.landmarks import LandmarkNet
 
 try:
-    from quality import emit, parse_preset
+    from quality import emit, machine, parse_preset
 except ImportError:  # run as a module from the repo root
-    from bench.quality import emit, parse_preset
+    from bench.quality import emit, machine, parse_preset
 
 logger = logging.getLogger(__name__)
 ARRIVED_PX = 2.0  # the end-to-end test's tolerance
@@ -74,11 +73,8 @@ def run_face(
     G: Generator, spec: EditSpec, detector: LandmarkNet, config: DragConfig, max_steps: int
 ) -> dict[str, Any]:
     """One edit on the face of ``spec.seed``: where its handles end, tracked and detected."""
-    session = DragSession(G, seed=spec.seed, config=config, device="cpu")
+    session, edit = start(G, spec, detector, config=config, device="cpu")
     before = session.image()
-    edit = place(spec, before, detector)
-    session.set_points(edit.handles, edit.targets)
-    session.set_mask(edit.mask)
     result = session.run(max_steps=max_steps, render=False)
     after = session.image()
     tracked = np.asarray(result.distances)
@@ -150,12 +146,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     config = parse_preset(args.preset)
     G, detector = load_generator(args.model), load_detector()
     report = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(torch.device("cpu")),
         "settings": {
             "model": args.model,
             "seeds": seeds,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,9 +45,15 @@ from draggan_widget.train.landmarks import (
 )
 
 try:
-    from quality import DetectorRecipe, default_cache_dir, emit, load_or_train_detector
+    from quality import DetectorRecipe, default_cache_dir, emit, load_or_train_detector, machine
 except ImportError:  # run as a module from the repo root, or loaded by path in the tests
-    from bench.quality import DetectorRecipe, default_cache_dir, emit, load_or_train_detector
+    from bench.quality import (
+        DetectorRecipe,
+        default_cache_dir,
+        emit,
+        load_or_train_detector,
+        machine,
+    )
 
 logger = logging.getLogger("bench.fid")
 
@@ -217,13 +222,7 @@ def main() -> None:
     t0 = time.perf_counter()
     results = procedural_fid(G, detector, n=args.n, batch=args.batch, device=device)
     report = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
-        },
+        "machine": machine(device),
         "config": {
             "model": args.model,
             "model_kimg": kimg,

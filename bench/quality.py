@@ -610,6 +610,17 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def machine(device: torch.device) -> dict[str, Any]:
+    """What a report says of the machine it ran on."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
+    }
+
+
 def emit(
     report: dict[str, Any],
     out: Optional[Path],
@@ -706,13 +717,7 @@ def main() -> None:
             blind["constant_guess_px"],
         )
     report = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
-        },
+        "machine": machine(device),
         "settings": {
             "model": args.model,
             "resolution": G.img_resolution,
