@@ -51,9 +51,10 @@ def test_edits_place_handles_on_the_face_and_targets_inside(G, detector):
 
 # Edits the bundled model does not make (weights/README.md, Results).
 NOT_YET = {
-    "open_mouth": "closed mouths do not part on the 300-kimg model: 3.0 px short after 200 "
-    "steps, and the detector finds the mouth no nearer its targets than it started (earlier "
-    "tracked arrivals were a fading mouth the tracker followed; weights/README.md, Results)"
+    "open_mouth": "closed mouths do not part on the 300-kimg model: the lower lip ends 3.4 px "
+    "short after 200 steps. The opening lives in styles the supervised 32 x 32 block does not "
+    "read: optimised against the detector itself, the first 6 styles leave it 2.9-3.2 px short "
+    "(weights/README.md, Results)"
 }
 CASES = [
     pytest.param(e, id=e.name, marks=[pytest.mark.xfail(reason=NOT_YET[e.name])])

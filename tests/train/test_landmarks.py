@@ -72,3 +72,18 @@ def test_the_heatmap_head_is_what_locates_and_old_files_load_without_it(tmp_path
     again = load_landmark_net(tmp_path / "old.safetensors")
     assert again.heat is None
     torch.testing.assert_close(again(x), old.both(x)[0])
+
+
+@pytest.mark.weights
+def test_the_bundled_detector_finds_rendered_landmarks_within_a_third_of_a_pixel():
+    """The drag benchmark and the canonical edits trust it to well under their 2-px criterion;
+    the mouth corners, the faintest landmarks, included (the first detector missed them by
+    1.3 px on average)."""
+    from draggan_widget.train.edits import load_detector
+    from draggan_widget.train.faces import LANDMARK_NAMES, render_dataset
+
+    images, marks = render_dataset(200, size=64, seed=2)  # held out: the detector saw seed 1
+    err = np.linalg.norm(load_detector().locate(images, 64) - marks, axis=2)
+    assert err.mean() < 0.3, err.mean()
+    corners = [LANDMARK_NAMES.index(f"mouth.{side}") for side in ("left", "right")]
+    assert err[:, corners].mean() < 0.4, err[:, corners].mean(0)
