@@ -62,6 +62,7 @@ FEATURE_BLOCKS = 2  # detector blocks before the compared maps: 16 x 16 cells of
 ABLATIONS = (  # ours with one improvement switched off, or one of the options switched on
     "ours:tracking=nearest",
     "ours:max_track_move=None",
+    "ours:track_patch=1",
     "ours:settle=1",
     "ours:anchor=0",
     "ours:rebalance=True",

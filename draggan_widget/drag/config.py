@@ -58,6 +58,11 @@ def _check_n_opt_ws(value: int) -> None:
         raise ValueError(f"n_opt_ws must be an integer >= 1, got {value!r}")
 
 
+def _check_track_patch(value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or value % 2 == 0:
+        raise ValueError(f"track_patch must be an odd integer >= 1, got {value!r}")
+
+
 def _check_max_steps(value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"max_steps must be an integer >= 1, got {value!r}")
@@ -77,6 +82,7 @@ _CHECKS: dict[str, Any] = {
     "max_steps": _check_max_steps,
     "tracking": _check_tracking,
     "max_track_move": lambda v: v is None or _positive("max_track_move", v),
+    "track_patch": _check_track_patch,
     "template_momentum": lambda v: _check_unit_interval("template_momentum", v),
     "slow_down": lambda v: _non_negative("slow_down", v),
     "settle": _check_settle,
@@ -127,6 +133,10 @@ class DragConfig:
     """'nearest': the paper's nearest-neighbour search; 'subpixel': refined by a quadratic fit."""
     max_track_move: Optional[float] = 2.0
     """Tracking may move a handle at most this many px per step (None: anywhere within r2)."""
+    track_patch: int = 3
+    """Tracking compares this-many x this-many feature cells around each candidate with the
+    same patch around the handle at the start (1 = the handle's feature alone, paper), so a
+    handle on an edge cannot slide along it."""
     template_momentum: float = 0.0
     """Blend the tracked feature into the handle template when confident (0 = fixed, paper)."""
     slow_down: float = 0.0
@@ -180,6 +190,7 @@ class DragConfig:
         base = dict(
             tracking="nearest",
             max_track_move=None,
+            track_patch=1,
             template_momentum=0.0,
             slow_down=0.0,
             settle=1.0,

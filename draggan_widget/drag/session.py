@@ -29,7 +29,7 @@ from .supervision import (
     sample_features,
     shift_vectors,
 )
-from .tracking import track_points
+from .tracking import patch_offsets, track_points
 
 Point = tuple[float, float]
 CONFIDENT_MATCH = 0.5  # a match this close (relative to the template's norm) updates it
@@ -84,13 +84,21 @@ class _DragKey(NamedTuple):
     n_opt: int  # style vectors optimised
     feature_side: int  # supervised feature map
     track_side: int  # tracked feature map
+    track_patch: int  # feature cells a side the tracker compares
     precision: str
 
     @classmethod
     def of(cls, cfg: DragConfig, G: Generator) -> _DragKey:
         res = G.img_resolution
         n_opt = min(cfg.n_opt_ws, G.num_ws)
-        return cls(cfg.w_plus, n_opt, cfg.feature_side(res), cfg.track_side(res), cfg.precision)
+        track = cfg.track_side(res)
+        return cls(cfg.w_plus, n_opt, cfg.feature_side(res), track, cfg.track_patch, cfg.precision)
+
+    def patch(self, img_resolution: int, device: torch.device) -> Optional[Tensor]:
+        """The tracker's `patch_offsets`, or None when it compares single features."""
+        if self.track_patch == 1:
+            return None
+        return patch_offsets(self.track_patch, img_resolution / self.track_side, device=device)
 
 
 @dataclass
@@ -362,7 +370,9 @@ class DragSession:
             state = self._features(ws, key.feature_side)
             track = self._tracked(ws, state, key.track_side).x
             handles = torch.tensor(self._handles, dtype=torch.float32, device=self.device)
-            templates = sample_features(track, handles, self.resolution)
+            templates = self._sample_templates(
+                track, handles, key.patch(self.resolution, self.device)
+            )
         n_opt = key.n_opt
         param = (ws[:, :n_opt] if key.w_plus else ws[:, :1]).clone().requires_grad_(True)
         optimizer = torch.optim.Adam([param], lr=cfg.lr)
@@ -443,6 +453,7 @@ class DragSession:
             state = self._features(ws, drag.key.feature_side)
             feat = state.x
             seen = self._tracked(ws, state, drag.key.track_side)
+            patch = drag.key.patch(size, self.device)
             with torch.no_grad():
                 handles, match = track_points(
                     seen.x,
@@ -452,8 +463,11 @@ class DragSession:
                     img_size=size,
                     subpixel=cfg.tracking == "subpixel",
                     max_move=cfg.max_track_move,
+                    patch=patch,
                 )
-                templates = self._adapt_templates(drag.templates, seen.x, handles, match, cfg)
+                templates = self._adapt_templates(
+                    drag.templates, seen.x, handles, match, cfg, patch
+                )
             dist = (targets - handles).norm(dim=1)
             arrived = self._arrived(drag.arrived, dist, cfg)
             active = ~arrived
@@ -515,8 +529,19 @@ class DragSession:
         stop = cfg.stop_px(len(dist))
         return (dist <= cfg.settle * stop) | (before & (dist <= stop))
 
+    def _sample_templates(self, feat: Tensor, handles: Tensor, patch: Optional[Tensor]) -> Tensor:
+        """What the tracker looks for: ``[K, C]`` features at the handles, or their patches."""
+        points = handles if patch is None else handles[:, None, :] + patch[None]
+        return sample_features(feat, points, self.resolution)
+
     def _adapt_templates(
-        self, templates: Tensor, feat: Tensor, handles: Tensor, match: Tensor, cfg: DragConfig
+        self,
+        templates: Tensor,
+        feat: Tensor,
+        handles: Tensor,
+        match: Tensor,
+        cfg: DragConfig,
+        patch: Optional[Tensor] = None,
     ) -> Tensor:
         """Blend confidently tracked features into the templates (FreeDrag's adaptive template).
 
@@ -525,8 +550,9 @@ class DragSession:
         """
         if cfg.template_momentum == 0:
             return templates
-        current = sample_features(feat, handles, self.resolution)
-        confident = (match < CONFIDENT_MATCH * templates.norm(dim=1))[:, None]
+        current = self._sample_templates(feat, handles, patch)
+        scale = templates.norm(dim=-1).reshape(len(handles), -1).mean(dim=1)  # per cell
+        confident = (match < CONFIDENT_MATCH * scale).reshape(-1, *[1] * (templates.dim() - 1))
         blended = torch.lerp(templates, current, cfg.template_momentum)
         return torch.where(confident, blended, templates)
 

@@ -18,6 +18,37 @@ def window_offsets(radius: float, *, device: torch.device | None = None) -> Tens
     return torch.stack(torch.meshgrid(ax, ax, indexing="xy"), dim=-1).reshape(-1, 2)
 
 
+CENTRE_WEIGHT = 4.0  # in a patch match, the handle's own cell counts this many ring cells
+
+
+def patch_offsets(size: int, cell: float, *, device: torch.device | None = None) -> Tensor:
+    """Image-px offsets of a ``size x size`` patch of feature cells around a point, ``[P, 2]``.
+
+    Row-major, so the centre (the point itself) is row ``P // 2``; ``cell`` is the side of one
+    feature cell in image pixels.
+    """
+    ax = (torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2) * cell
+    return torch.stack(torch.meshgrid(ax, ax, indexing="xy"), dim=-1).reshape(-1, 2)
+
+
+def _match_distance(
+    feat: Tensor, templates: Tensor, cand: Tensor, img_size: int, patch: Tensor | None
+) -> Tensor:
+    """``[K, S]`` distance of each candidate's feature (or patch) to its handle's template.
+
+    A patch compares the candidate's neighbourhood cell by cell and averages, the centre
+    weighted `CENTRE_WEIGHT`: on an edge a single feature matches anywhere along the edge,
+    while the cells around it also see where the edge bends or ends.
+    """
+    if patch is None:
+        return (sample_features(feat, cand, img_size) - templates[:, None, :]).norm(dim=-1)
+    pts = cand[:, :, None, :] + patch[None, None]  # [K, S, P, 2]
+    cells = (sample_features(feat, pts, img_size) - templates[:, None]).norm(dim=-1)  # [K, S, P]
+    weight = torch.ones(len(patch), device=feat.device)
+    weight[len(patch) // 2] = CENTRE_WEIGHT
+    return (cells * weight).sum(-1) / weight.sum()
+
+
 def _parabola_vertex(left: Tensor, mid: Tensor, right: Tensor) -> Tensor:
     """Sub-pixel offset of the minimum of a parabola through three equally spaced samples."""
     curv = left - 2 * mid + right
@@ -34,18 +65,21 @@ def track_points(
     img_size: int,
     subpixel: bool = False,
     max_move: float | None = None,
+    patch: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Move each handle to the position in its window whose feature best matches its template.
 
     Args:
         feat: ``[1, C, h, w]`` current features (no gradient needed).
-        templates: ``[K, C]`` each handle's reference feature.
+        templates: ``[K, C]`` each handle's reference feature, or ``[K, P, C]`` its patch.
         handles: ``[K, 2]`` current positions ``(x, y)`` in image coordinates.
         radius: half side of the square search window (image px), as the paper's r2.
         img_size: image side.
         subpixel: refine the best grid position with a quadratic fit of the distances.
         max_move: if set, candidates farther than this from the handle are not considered,
             so a handle cannot jump to a look-alike feature elsewhere in the window.
+        patch: ``[P, 2]`` `patch_offsets` to match whole patches (``templates`` ``[K, P, C]``);
+            None matches the single feature at each candidate (the paper).
 
     Returns:
         ``(new_handles [K, 2], match_distance [K])``, positions clamped to the image.
@@ -53,7 +87,7 @@ def track_points(
     offsets = window_offsets(radius, device=feat.device)  # [S*S, 2]
     side = int(round(offsets.shape[0] ** 0.5))
     cand = handles[:, None, :] + offsets[None]  # [K, S*S, 2]
-    dist = (sample_features(feat, cand, img_size) - templates[:, None, :]).norm(dim=-1)
+    dist = _match_distance(feat, templates, cand, img_size, patch)
     if max_move is not None:
         far = offsets.norm(dim=1) > max_move + 1e-6
         dist = dist.masked_fill(far[None], float("inf"))

@@ -37,6 +37,19 @@ def test_paper_preset_also_converges(G64):
     assert s.run(max_steps=80).done
 
 
+def test_track_patch_templates_are_patches_and_changing_it_starts_a_new_drag(G64):
+    assert DragConfig().track_patch == 3 and DragConfig.paper().track_patch == 1
+    for bad in (0, 2, 1.0, True):
+        with pytest.raises(ValueError, match="track_patch"):
+            DragConfig(track_patch=bad)
+    s = session(G64)
+    s.step(render=False)
+    assert s._drag.templates.shape[:2] == (1, 9)  # one handle, 3 x 3 cells
+    s.config.track_patch = 1
+    s.step(render=False)
+    assert s._drag.templates.dim() == 2  # [K, C]: the drag was rebuilt with single features
+
+
 @pytest.mark.parametrize("anchor", [0.0, 0.5])
 def test_loss_decreases_along_a_drag(G64, anchor):
     """Each update lowers the loss it was computed on, re-evaluated at the new latent.
@@ -349,7 +362,7 @@ def test_a_finished_drag_has_every_handle_within_the_stop_distance(G64):
 
 
 def test_tracking_on_a_finer_block_uses_its_features_and_frame(G64):
-    s = session(G64, track_res=64, anchor=0.0)  # the tracker alone, on the paper's loss
+    s = session(G64, track_res=64, anchor=0.0, track_patch=1)  # the tracker alone, paper's loss
     assert s.config.feature_side(64) == 32 and s.config.track_side(64) == 64
     before = s.image()
     r = s.step(render=True)
@@ -393,7 +406,9 @@ def test_masked_drag_with_huber_mask_loss_arrives_where_l1_holds_back(G64):
     mask[10:50, 8:46] = True  # around the drag, the paper's weight on the rest
     results = {}
     for beta in (0.1, 0.0):
-        s = session(G64, mask_beta=beta, mask_image=False, anchor=0.0)  # the feature term alone
+        s = session(
+            G64, mask_beta=beta, mask_image=False, anchor=0.0, track_patch=1
+        )  # the feature term alone, the paper's tracker
         s.set_mask(mask)
         results[beta] = s.run(max_steps=60)
     assert results[0.1].done  # 0.48 px after 46 steps

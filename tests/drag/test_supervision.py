@@ -176,3 +176,25 @@ def test_subpixel_tracking_recovers_fractional_position():
     )
     assert (sub[0] - true).norm() < (nearest[0] - true).norm()
     assert (sub[0] - true).norm() < 0.35
+
+
+def test_patch_tracking_keeps_a_handle_on_an_edge_where_it_was():
+    """Along an edge every point has the same feature, so a single feature matches all of
+    them equally and the handle slides (here to the first, topmost tie). Its 3 x 3 patch
+    also sees that the edge ends just below it, and holds it there."""
+    from draggan_widget.drag.tracking import patch_offsets
+
+    size = 32
+    feat = torch.zeros(1, 2, size, size)
+    feat[0, 0, :, 16:] = 1.0  # the edge: channel 0 is on right of x = 16
+    feat[0, 1, :20, :] = 1.0  # channel 1 is on above y = 20, so the edge ends there
+    handle = torch.tensor([[16.5, 19.5]])  # on the edge, in its last cell
+    patch = patch_offsets(3, 1.0)
+    assert patch.shape == (9, 2) and patch[4].abs().max() == 0  # row-major, centre in the middle
+    alone, _ = track_points(
+        feat, sample_features(feat, handle, size), handle, radius=3, img_size=size
+    )
+    torch.testing.assert_close(alone, torch.tensor([[16.5, 16.5]]))  # slid 3 px up the edge
+    templates = sample_features(feat, handle[:, None] + patch[None], size)  # [1, 9, C]
+    held, _ = track_points(feat, templates, handle, radius=3, img_size=size, patch=patch)
+    torch.testing.assert_close(held, handle)
