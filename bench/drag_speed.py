@@ -51,8 +51,7 @@ def make_points(res: int, n: int) -> tuple[list, list]:
     """n handles in rows of three around the centre, each with a target 15% of the side to
     its right; beyond five rows the rows close up, so any n stays inside the image."""
     c, d = res / 2, 0.15 * res
-    rows = max(5, -(-n // 3))  # rows 0.1 of the side apart, up to five; then closer
-    step = 0.1 * res * min(1.0, 5 / rows)
+    step = 0.5 * res / max(5, -(-n // 3))  # rows 0.1 of the side apart, up to five; then closer
     handles = [(c + 0.2 * res * (i % 3 - 1), c - 0.1 * res + step * (i // 3)) for i in range(n)]
     return handles, [(x + d, y) for x, y in handles]
 

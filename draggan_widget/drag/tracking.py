@@ -14,7 +14,11 @@ def window_offsets(radius: float, *, device: torch.device | None = None) -> Tens
     Row-major (y outer, x inner), so the distances reshape to ``[K, S, S]``.
     """
     r = max(int(round(radius)), 1)
-    ax = torch.arange(-r, r + 1, dtype=torch.float32, device=device)
+    return _square_grid(torch.arange(-r, r + 1, dtype=torch.float32, device=device))
+
+
+def _square_grid(ax: Tensor) -> Tensor:
+    """Every ``(x, y)`` with both coordinates from ``ax``, row-major (y outer), ``[n*n, 2]``."""
     return torch.stack(torch.meshgrid(ax, ax, indexing="xy"), dim=-1).reshape(-1, 2)
 
 
@@ -28,7 +32,7 @@ def patch_offsets(size: int, cell: float, *, device: torch.device | None = None)
     feature cell in image pixels.
     """
     ax = (torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2) * cell
-    return torch.stack(torch.meshgrid(ax, ax, indexing="xy"), dim=-1).reshape(-1, 2)
+    return _square_grid(ax)
 
 
 def _match_distance(
