@@ -5,13 +5,16 @@ The handles are landmarks that the bundled landmark detector (``weights/landmark
 offsets from them in fractions of the image side. Nothing is typed in for one model: the
 same edits apply to whatever the default model is after it is trained further.
 
-The eye edit is masked: a disc around its points may change, the rest is held by the mask
-term. Unmasked, the 121-kimg model closed the eyes but greyed the hair and darkened the
-skin; masked it closes them in 168 steps and keeps the rest. The mouth and the head edits
-run unmasked: masked, the mouth stopped 2.4 px short after 200 steps (121 kimg), and a
-head turn is meant to move the whole face. With the paper's L1 mask term (``mask_beta=0``)
-masked edits stalled 2-4 px short even on the eyes (24 kimg); the Huber core lets them
-arrive.
+The eye and mouth edits are masked: discs around their points may change, the rest is held
+by the mask term. Unmasked, the 121-kimg model closed the eyes but greyed the hair and
+darkened the skin, and the 330-kimg one opened mouths as often but browned or lightened
+the hair. The head edit runs unmasked: a head turn is meant to move the whole face. With the
+paper's L1 mask term (``mask_beta=0``) masked edits stalled 2-4 px short even on the eyes
+(24 kimg); the Huber core lets them arrive.
+
+The mouth edit's face is seed 3, the first face counting from seed 2 whose lips start apart: the
+default model parts lips that are apart already but not lips that are closed (0 of the 11
+closed mouths among seeds 2-37; ``weights/README.md``, Results).
 
     python -m draggan_widget.train.edits --out docs        # docs/edit_<name>.gif, one a drag
 """
@@ -73,12 +76,13 @@ EDITS: tuple[EditSpec, ...] = (
     EditSpec(
         "open_mouth",
         "the lower lip drops and the corners rise: an open smile",
-        2,
+        3,
         (
             ("mouth.lower", (0.0, 0.07)),
             ("mouth.left", (-0.03, -0.03)),
             ("mouth.right", (0.03, -0.03)),
         ),
+        mask_radius=0.15,
     ),
     EditSpec(
         "turn_head",

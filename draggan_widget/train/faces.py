@@ -63,6 +63,9 @@ _DEPTH = 0.9  # how far the front of the face lies before the turning axis, in f
 _MAX_YAW = 0.5  # radians at yaw = +-1
 _EYE_LINE = 0.41  # eye line, fraction of the image side from the top
 _UNIT = 0.29  # face half-width, fraction of the image side at scale 1
+_V_MOUTH = 1.0  # mouth line
+_JAW_SPAN = 0.3  # an open jaw moves the face below the mouth line by its full drop from here
+_JAW_DROP = 0.2  # how far a wide-open mouth drops the chin, face units
 
 
 def _attr(lo: float, hi: float, default: float) -> Any:
@@ -116,9 +119,11 @@ class FaceParams:
     def sample(cls, rng: np.random.Generator) -> FaceParams:
         """Draw every attribute independently: uniform over its range, colours from palettes.
 
-        Two attributes have their own law: the eyes are closed in 10% of the faces, and
-        otherwise ``eye_open`` leans towards open (``sqrt`` of a uniform in ``[0.1, 1]``); the
-        mouth is closed in 35%. The background is a vertical gradient in 60% of the faces.
+        The eyes have their own law: closed in 10% of the faces, and otherwise ``eye_open``
+        leans towards open (``sqrt`` of a uniform in ``[0.1, 1]``). ``mouth_open`` is uniform
+        like the rest: when a third of the mouths were exactly closed, the model learned a
+        flat region of closed mouths from which no gradient led out, and a drag could not
+        part the lips. The background is a vertical gradient in 60% of the faces.
 
         Args:
             rng: the only source of randomness.
@@ -131,7 +136,6 @@ class FaceParams:
             if "range" in f.metadata:
                 values[f.name] = float(rng.uniform(*f.metadata["range"]))
         values["eye_open"] = float(rng.uniform(0.1, 1.0) ** 0.5) if rng.random() > 0.1 else 0.0
-        values["mouth_open"] = float(rng.uniform(0.05, 1.0)) if rng.random() > 0.35 else 0.0
         bg_top = _hsv(rng.random(), rng.uniform(0.05, 0.5), rng.uniform(0.45, 0.95))
         gradient = rng.random() < 0.6
         bg_bottom = _hsv(rng.random(), rng.uniform(0.05, 0.5), rng.uniform(0.3, 0.9))
@@ -227,6 +231,7 @@ class _Head:
         self.origin = np.array([0.5 + p.x_shift, _EYE_LINE + p.y_shift]) * side
         self.roll = (np.cos(p.roll), np.sin(p.roll))
         self.pivot = (0.0, 0.6)  # roll about the middle of the face
+        self.jaw_drop = _JAW_DROP * p.mouth_open
 
     def profile(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Half-width ``w``, centre depth ``zc`` and half-depth ``dd`` of the slices ``v``."""
@@ -241,11 +246,22 @@ class _Head:
     def to_canvas(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Turned face units ``x, v`` -> canvas ``[N, 2]`` after roll, scale and shift."""
         (cr, sr), (px, py) = self.roll, self.pivot
-        x, v = x - px, v - py
+        x, v = x - px, self.open_jaw(v) - py
         out = np.empty((len(x), 2))
         out[:, 0] = (x * cr - v * sr + px) * self.unit + self.origin[0]
         out[:, 1] = (x * sr + v * cr + py) * self.unit + self.origin[1]
         return out
+
+    def open_jaw(self, v: np.ndarray) -> np.ndarray:
+        """Slices ``v`` moved down by the open jaw: nothing above the mouth line, the full
+        drop from ``_JAW_SPAN`` below it, smoothly between.
+
+        An open mouth drops the chin as a real jaw does, so that the opening changes the
+        shape of the whole lower face: a coarse feature that a model draws with its coarse
+        styles, which are the ones a drag optimises.
+        """
+        s = np.minimum(np.maximum((v - _V_MOUTH) / _JAW_SPAN, 0.0), 1.0)
+        return v + self.jaw_drop * s * s * (3.0 - 2.0 * s)
 
     def surface(
         self, u: np.ndarray, v: np.ndarray, lift: Union[float, np.ndarray] = 0.0
@@ -503,7 +519,7 @@ def _draw_nose(pen: _Painter, head: _Head, p: FaceParams) -> np.ndarray:
 
 
 def _draw_mouth(pen: _Painter, head: _Head, p: FaceParams) -> np.ndarray:
-    vm = 1.0
+    vm = _V_MOUTH
     mw = 0.28 + 0.2 * p.mouth_width
     t = np.linspace(-1.0, 1.0, 17)
     u = mw * t

@@ -49,23 +49,8 @@ def test_edits_place_handles_on_the_face_and_targets_inside(G, detector):
         np.testing.assert_allclose(moved, want, atol=1e-4)
 
 
-# Edits the bundled model does not make (weights/README.md, Results).
-NOT_YET = {
-    "open_mouth": "closed mouths do not part on the 300-kimg model: the lower lip ends 3.6 px "
-    "short after 200 steps. The opening lives in styles the supervised 32 x 32 block does not "
-    "read: optimised against the detector itself, the first 6 styles leave it 2.9-3.2 px short "
-    "(weights/README.md, Results)"
-}
-CASES = [
-    pytest.param(e, id=e.name, marks=[pytest.mark.xfail(reason=NOT_YET[e.name])])
-    if e.name in NOT_YET
-    else pytest.param(e, id=e.name)
-    for e in EDITS
-]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", CASES)
+@pytest.mark.parametrize("spec", EDITS, ids=[e.name for e in EDITS])
 def test_canonical_edit_arrives_within_200_steps(G, detector, spec):
     """The tracked handles arrive, and the detector finds the landmarks there too: a tracker
     that follows a fading feature reports arrival while the face has not changed."""

@@ -125,6 +125,27 @@ def test_opening_the_mouth_parts_the_lips_and_shows_teeth():
     assert teeth_pixels(closed) == 0 and teeth_pixels(opened) > 20
 
 
+def test_an_open_mouth_drops_the_chin_and_leaves_the_upper_face():
+    """The jaw carries the lower face: opening is a change of the face's shape, not a detail.
+    It hinges at the mouth line, so the corners of a smiling mouth stay where they were."""
+    closed, opened = face_with(size=128, mouth_open=0.0), face_with(size=128, mouth_open=1.0)
+    unit = 0.29 * 128  # face units in pixels at scale 1
+    assert opened["chin"][0, 1] - closed["chin"][0, 1] == pytest.approx(0.2 * unit, abs=0.05)
+    assert opened["mouth"][3, 1] - closed["mouth"][3, 1] > 0.2 * unit + 5
+    for group in ("left_eye", "right_eye", "left_brow", "right_brow", "nose"):
+        np.testing.assert_allclose(opened[group], closed[group], atol=0.01)
+    np.testing.assert_allclose(opened["mouth"][[0, 2]], closed["mouth"][[0, 2]], atol=0.01)
+    assert np.abs(opened["outline"][[0, 7]] - closed["outline"][[0, 7]]).max() < 0.5
+
+
+def test_mouth_opening_is_sampled_as_a_continuum_down_to_closed():
+    """No share of exactly closed mouths: a mode of them would be flat for a drag to leave."""
+    rng = np.random.default_rng(0)
+    opening = np.array([FaceParams.sample(rng).mouth_open for _ in range(2000)])
+    assert (opening > 0).all() and opening.max() < 1
+    assert 0.08 < (opening < 0.1).mean() < 0.12 and 0.45 < (opening < 0.5).mean() < 0.55
+
+
 @pytest.mark.parametrize("size", [0, 7, -64, 64.0, True, "64"])
 def test_malformed_size_is_refused(size):
     with pytest.raises(ValueError, match="size must be an integer of at least 16"):
