@@ -78,6 +78,17 @@ def test_mean_distance_and_edit_region_known_answers():
     assert region.sum() < 16 * 16 / 2
 
 
+def test_success_off_the_outline_leaves_out_only_outline_landmarks():
+    names = list(quality.LANDMARK_NAMES)
+    chin, jaw = names.index("chin.tip"), names.index("outline.3")
+    nose = names.index("nose.tip")
+    assert {chin, jaw} <= quality.OUTLINE and nose not in quality.OUTLINE
+    assert len(quality.OUTLINE) == 9
+    assert quality.success_off_outline((nose, chin, jaw), (1.5, 6.0, 3.0)) is True
+    assert quality.success_off_outline((nose, chin), (2.5, 0.1)) is False
+    assert quality.success_off_outline((chin, jaw), (0.1, 0.1)) is None
+
+
 def test_outside_pixel_change_ignores_the_region():
     before = np.zeros((16, 16, 3), np.uint8)
     region = np.zeros((16, 16), bool)
@@ -157,5 +168,12 @@ def test_benchmark_runs_end_to_end_on_a_tiny_generator():
     assert "md" in report["ours_over_paper"]
     table = quality.markdown_table(quality.clean(report))
     assert table.count("\n") == 5 and "| ours / paper |" in table
-    assert all(line.count("|") == 13 for line in table.splitlines())
+    assert all(line.count("|") == 14 for line in table.splitlines())
+    ours = report["presets"]["ours"]
+    dragged = {quality.LANDMARK_NAMES[i] for t in report["tasks"] for i in t["points"]}
+    assert set(ours["per_landmark"]) == dragged
+    assert sum(e["n"] for e in ours["per_landmark"].values()) == 1 + 5
+    for row, task in zip(ours["per_task"], report["tasks"]):
+        assert len(row["tracked_px"]) == len(row["detected_px"]) == len(task["points"])
+        assert row["success"] == (max(row["tracked_px"]) <= quality.SUCCESS_PX)
     json.dumps(quality.clean(report), allow_nan=False)
