@@ -12,10 +12,10 @@ on held-out renders is in the report, so a reader can judge how far MD can be tr
 
 Prints one JSON document: the machine, the settings, the detector, the task set, and per
 preset the detected and tracked MD, success rate (also leaving out the face outline's
-landmarks, which slide along the face's edge as a drag turns it), steps and seconds, the change outside the edited
-region (pixels and detector features), a Fréchet distance to rendered faces, each
-landmark's tracked and detected error, and ours / paper for each. ``--table`` adds the
-markdown table of bench/README.md.
+landmarks, which slide along the face's edge as a drag turns it), steps and seconds, the
+change outside the edited region (pixels and detector features), a Fréchet distance to
+rendered faces, each landmark's tracked and detected error, and ours / paper for each.
+``--table`` adds the markdown table of bench/README.md.
 """
 
 from __future__ import annotations
