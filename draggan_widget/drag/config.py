@@ -108,8 +108,9 @@ class DragConfig:
     drawn (a 'skip' generator sums every block's RGB), not the features alone (paper: False)."""
     mask_beta: float = 0.1
     """Feature changes outside the mask below this cost quadratically (Huber), so they do
-    not stall the drag; 0 = L1 everywhere (paper). 0.03 changes the rest no more than the
-    paper's L1 and still arrives more often; 0.1 lands nearer but changes it ~1.3x as much."""
+    not stall the drag; 0 = L1 everywhere (paper). On the drag benchmark 0.03 changes the
+    rest no more than the paper's L1 and lands nearer; 0.1 lands nearer still but changes the
+    rest ~1.3x as much as the paper's (bench/README.md)."""
     r1: float = 3.0
     """Motion-supervision radius around each handle (paper: 3 px at 512)."""
     r2: float = 12.0
