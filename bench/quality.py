@@ -447,7 +447,7 @@ def run_task(
     found = detector.locate(after[None], size)[0][list(task.points)]
     detected_px = np.linalg.norm(found - targets, axis=1)
     return {
-        "md": mean_distance(found, targets),
+        "md": float(detected_px.mean()),
         "md_tracked": float(np.mean(result.distances)),
         "success": bool(max(result.distances) <= SUCCESS_PX),
         "success_detected": bool(detected_px.max() <= SUCCESS_PX),
