@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from draggan_widget.train.faces import (
+    _JAW_DROP,
+    _UNIT,
     LANDMARK_NAMES,
     FaceParams,
     face_seed,
@@ -129,9 +131,9 @@ def test_an_open_mouth_drops_the_chin_and_leaves_the_upper_face():
     """The jaw carries the lower face: opening is a change of the face's shape, not a detail.
     It hinges at the mouth line, so the corners of a smiling mouth stay where they were."""
     closed, opened = face_with(size=128, mouth_open=0.0), face_with(size=128, mouth_open=1.0)
-    unit = 0.29 * 128  # face units in pixels at scale 1
-    assert opened["chin"][0, 1] - closed["chin"][0, 1] == pytest.approx(0.2 * unit, abs=0.05)
-    assert opened["mouth"][3, 1] - closed["mouth"][3, 1] > 0.2 * unit + 5
+    drop = _JAW_DROP * _UNIT * 128  # in pixels, at scale 1
+    assert opened["chin"][0, 1] - closed["chin"][0, 1] == pytest.approx(drop, abs=0.05)
+    assert opened["mouth"][3, 1] - closed["mouth"][3, 1] > drop + 5
     for group in ("left_eye", "right_eye", "left_brow", "right_brow", "nose"):
         np.testing.assert_allclose(opened[group], closed[group], atol=0.01)
     np.testing.assert_allclose(opened["mouth"][[0, 2]], closed["mouth"][[0, 2]], atol=0.01)
