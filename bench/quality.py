@@ -11,8 +11,9 @@ seeded, and cached (``runs/landmarks/`` or ``$DRAGGAN_WIDGET_HOME/landmarks/``);
 on held-out renders is in the report, so a reader can judge how far MD can be trusted.
 
 Prints one JSON document: the machine, the settings, the detector, the task set, and per
-preset the detected and tracked MD, success rate (also leaving out the face outline's
-landmarks, which slide along the face's edge as a drag turns it), steps and seconds, the
+preset the detected and tracked MD, success rate (as tracked, as detected, both at once,
+and leaving out the face outline's landmarks, which slide along the face's edge as a drag
+turns it), the share of tracked arrivals the detector refutes, steps and seconds, the
 change outside the edited region (pixels and detector features), a Fréchet distance to
 rendered faces, each landmark's tracked and detected error, and ours / paper for each.
 ``--table`` adds the markdown table of bench/README.md.
@@ -298,6 +299,16 @@ def success_off_outline(points: Sequence[int], tracked_px: Sequence[float]) -> O
     return bool(max(kept) <= SUCCESS_PX) if kept else None
 
 
+def false_arrivals(rows: Sequence[dict[str, Any]]) -> float:
+    """Of the handles the tracker puts within `SUCCESS_PX` of their targets, the share whose
+    landmark the detector finds farther off: arrivals the tracker reports and the image
+    does not show (it followed something else). NaN when no handle arrived as tracked.
+    """
+    pairs = [(t, d) for r in rows for t, d in zip(r["tracked_px"], r["detected_px"])]
+    arrived = [d for t, d in pairs if t <= SUCCESS_PX]
+    return float(np.mean([d > SUCCESS_PX for d in arrived])) if arrived else math.nan
+
+
 def landmark_errors(tasks: Sequence[Task], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per landmark, over the tasks that drag it: mean tracked and detected px to the target.
 
@@ -477,6 +488,10 @@ def aggregate(rows: Sequence[dict[str, Any]], kinds: Sequence[str], fd: float) -
         "md_tracked": _nanmean([r["md_tracked"] for r in rows]),
         "success_rate": float(np.mean([r["success"] for r in rows])),
         "detected_success_rate": float(np.mean([r["success_detected"] for r in rows])),
+        "confirmed_success_rate": float(
+            np.mean([r["success"] and r["success_detected"] for r in rows])
+        ),
+        "false_arrivals": false_arrivals(rows),
         "off_outline_success_rate": _nanmean(
             [float(r["success_off_outline"]) for r in rows if r["success_off_outline"] is not None]
         ),
@@ -623,13 +638,14 @@ def markdown_table(report: dict[str, Any]) -> str:
     kinds = list(report["start"]["md_by_kind"])
     head = (
         "| preset | MD px | MD " + " / ".join(kinds) + " px | tracked MD px | success | "
-        "detected success | success off the outline | converged | steps | s / drag | "
+        "detected success | confirmed success | success off the outline | false arrivals | "
+        "converged | steps | s / drag | "
         "pixel change outside | feature change outside | FD |"
     )
-    lines = [head, "|---" + "|---:" * 12 + "|"]
+    lines = [head, "|---" + "|---:" * 14 + "|"]
     start = report["start"]
     by_kind = " / ".join(_fmt(start["md_by_kind"][k]) for k in kinds)
-    blank = " |" * 9
+    blank = " |" * 11
     md, fd = _fmt(start["md"]), _fmt(start["fd"])
     lines.append(f"| before the drag | {md} | {by_kind} |{blank} {fd} |")
     rows = [(name, p["aggregate"]) for name, p in report["presets"].items()]
@@ -644,7 +660,9 @@ def markdown_table(report: dict[str, Any]) -> str:
             _fmt(agg.get("md_tracked")),
             _fmt(agg.get("success_rate")),
             _fmt(agg.get("detected_success_rate")),
+            _fmt(agg.get("confirmed_success_rate")),
             _fmt(agg.get("off_outline_success_rate")),
+            _fmt(agg.get("false_arrivals")),
             _fmt(agg.get("converged_rate")),
             _fmt(agg.get("steps"), 2 if ratio else 1),
             _fmt(agg.get("seconds")),

@@ -89,6 +89,15 @@ def test_success_off_the_outline_leaves_out_only_outline_landmarks():
     assert quality.success_off_outline((chin, jaw), (0.1, 0.1)) is None
 
 
+def test_false_arrivals_count_tracked_arrivals_the_detector_refutes():
+    rows = [
+        {"tracked_px": [0.5, 1.0, 3.0], "detected_px": [0.4, 2.5, 0.2]},  # 1 of 2 refuted
+        {"tracked_px": [1.9], "detected_px": [4.0]},  # refuted; 3.0 above never arrived
+    ]
+    assert quality.false_arrivals(rows) == pytest.approx(2 / 3)
+    assert math.isnan(quality.false_arrivals([{"tracked_px": [3.0], "detected_px": [0.1]}]))
+
+
 def test_outside_pixel_change_ignores_the_region():
     before = np.zeros((16, 16, 3), np.uint8)
     region = np.zeros((16, 16), bool)
@@ -164,11 +173,13 @@ def test_benchmark_runs_end_to_end_on_a_tiny_generator():
     for preset in ("paper", "ours"):
         agg = report["presets"][preset]["aggregate"]
         assert 0 <= agg["success_rate"] <= 1 and 0 <= agg["steps"] <= 3
+        both = min(agg["success_rate"], agg["detected_success_rate"])
+        assert 0 <= agg["confirmed_success_rate"] <= both
         assert math.isfinite(agg["md"]) and math.isfinite(agg["fd"])
     assert "md" in report["ours_over_paper"]
     table = quality.markdown_table(quality.clean(report))
     assert table.count("\n") == 5 and "| ours / paper |" in table
-    assert all(line.count("|") == 14 for line in table.splitlines())
+    assert all(line.count("|") == 16 for line in table.splitlines())
     ours = report["presets"]["ours"]
     dragged = {quality.LANDMARK_NAMES[i] for t in report["tasks"] for i in t["points"]}
     assert set(ours["per_landmark"]) == dragged
