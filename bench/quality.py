@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python bench/quality.py [--tasks 12] [--seed 0] [--max-steps 200]
         [--presets paper ours] [--ablations] [--out quality.json] [--table]
+    PYTHONPATH=. python bench/quality.py --merge paper.json ours.json [--table]
 
 A task takes two generated faces, A and B, and drags 1, 5 or all landmarks of A to where B
 has them. Generated images have no ground truth, so a `LandmarkNet` trained on the
@@ -613,6 +614,50 @@ def run_benchmark(
     return report
 
 
+SAME_IN_A_MERGE = ("model", "tasks", "seed", "max_steps", "masked")  # settings a merge checks
+
+
+def _differences(report: dict[str, Any], first: dict[str, Any]) -> list[str]:
+    """What makes ``report`` another experiment than ``first``: its tasks, or a setting."""
+    keys = [k for k in ("tasks", "start") if report[k] != first[k]]
+    mine, theirs = report.get("settings", {}), first.get("settings", {})
+    return keys + [k for k in SAME_IN_A_MERGE if mine.get(k) != theirs.get(k)]
+
+
+def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One report from runs of the same task set with different presets.
+
+    With one preset per process, two processes share two cores; this puts their reports
+    into one table. Aggregates are recomputed from the tasks' rows, so a report written
+    before a column existed gets that column too. The inputs are not changed.
+
+    Raises:
+        ValueError: no reports, reports of different task sets or settings, or a preset
+            in more than one report.
+    """
+    if not reports:
+        raise ValueError("nothing to merge: give at least one report")
+    first = reports[0]
+    kinds = list(first["start"]["md_by_kind"])
+    presets: dict[str, Any] = {}
+    for i, report in enumerate(reports):
+        differences = _differences(report, first)
+        if differences:
+            raise ValueError(f"report {i} differs from report 0 in {', '.join(differences)}")
+        for name, preset in report["presets"].items():
+            if name in presets:
+                raise ValueError(f"preset {name!r} is in more than one report")
+            fd = preset["aggregate"].get("fd")
+            agg = aggregate(preset["per_task"], kinds, math.nan if fd is None else fd)
+            presets[name] = {**preset, "aggregate": agg}
+    merged = {k: v for k, v in first.items() if k != "ours_over_paper"} | {"presets": presets}
+    if "ours" in presets and "paper" in presets:
+        merged["ours_over_paper"] = ratios(
+            presets["ours"]["aggregate"], presets["paper"]["aggregate"]
+        )
+    return merged
+
+
 # ------------------------------------------------------------------------------- report
 
 
@@ -738,8 +783,24 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--table", action="store_true", help="print the markdown table too")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="instead of running, merge reports of one task set (one preset each) into one",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.merge:
+        try:
+            merged = merge_reports([json.loads(path.read_text()) for path in args.merge])
+        except (OSError, ValueError) as exc:
+            parser.error(f"--merge: {exc}")
+        except KeyError as exc:
+            parser.error(f"--merge: not a report of this benchmark, it has no {exc}")
+        emit(merged, args.out, markdown_table if args.table else None)
+        return
 
     from draggan_widget.gan.formats import load_generator
 

@@ -188,3 +188,26 @@ def test_benchmark_runs_end_to_end_on_a_tiny_generator():
         assert len(row["tracked_px"]) == len(row["detected_px"]) == len(task["points"])
         assert row["success"] == (max(row["tracked_px"]) <= quality.SUCCESS_PX)
     json.dumps(quality.clean(report), allow_nan=False)
+    _check_merge_of_halves(quality.clean(report))
+
+
+def _check_merge_of_halves(report: dict) -> None:
+    """Split a two-preset report as two processes would write it; merging gives it back."""
+    halves = []
+    for name in ("paper", "ours"):
+        half = {k: v for k, v in report.items() if k != "ours_over_paper"}
+        halves.append(json.loads(json.dumps(half | {"presets": {name: report["presets"][name]}})))
+    merged = quality.merge_reports(halves)
+    for name in ("paper", "ours"):
+        got, want = merged["presets"][name]["aggregate"], report["presets"][name]["aggregate"]
+        for key in ("md", "success_rate", "steps", "pixel_change", "fd"):
+            assert got[key] == pytest.approx(want[key], abs=1e-3)
+    assert merged["ours_over_paper"]["md"] == pytest.approx(
+        report["ours_over_paper"]["md"], abs=1e-3
+    )
+    with pytest.raises(ValueError, match="more than one report"):
+        quality.merge_reports([halves[0], halves[0]])
+    other = json.loads(json.dumps(halves[1]))
+    other["tasks"][0]["seed_b"] += 1
+    with pytest.raises(ValueError, match="differs from report 0 in tasks"):
+        quality.merge_reports([halves[0], other])
