@@ -146,7 +146,9 @@ class DragConfig:
     shrinks in proportion to the farthest one's distance (0 = full steps, paper)."""
     rebalance: bool = False
     """Scale the motion term by handles / handles still moving, so the last ones to arrive
-    are pulled as hard as all of them were at first (paper: False, the plain sum)."""
+    are pulled as hard as all of them were at first (paper: False, the plain sum). On the
+    drag benchmark it makes 4-8 points more drags arrive as tracked, but no more as the
+    landmark detector sees them, and masked it changes the rest more (bench/README.md)."""
     settle: float = 0.5
     """A moving handle comes to rest within this fraction of the stop distance, and rests
     until it drifts beyond the stop distance itself (paper: 1, no band: a handle is pulled
