@@ -614,11 +614,12 @@ def run_benchmark(
     return report
 
 
-SAME_IN_A_MERGE = ("model", "tasks", "seed", "max_steps", "masked")  # settings a merge checks
+SAME_IN_A_MERGE = ("model", "max_steps", "masked")  # what the task list does not pin down
 
 
 def _differences(report: dict[str, Any], first: dict[str, Any]) -> list[str]:
-    """What makes ``report`` another experiment than ``first``: its tasks, or a setting."""
+    """What makes ``report`` another experiment than ``first``: its tasks (and so the task
+    seed and count), what the detector found before the drags, or a setting."""
     keys = [k for k in ("tasks", "start") if report[k] != first[k]]
     mine, theirs = report.get("settings", {}), first.get("settings", {})
     return keys + [k for k in SAME_IN_A_MERGE if mine.get(k) != theirs.get(k)]
