@@ -1,0 +1,146 @@
+"""bench/quality_pool.py: sets grouped and checked, paired comparisons, honest intervals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import load_bench
+
+pool_mod = load_bench("quality_pool")
+KINDS = ("1", "5", "all")
+
+
+def _row(task: int, *, success: bool, detected: bool, md: float, change: float) -> dict:
+    return {
+        "task": task,
+        "kind": KINDS[task % 3],
+        "md": md,
+        "md_tracked": md,
+        "success": success,
+        "success_detected": detected,
+        "success_off_outline": success,
+        "tracked_px": [md],
+        "detected_px": [md],
+        "converged": success,
+        "steps": 10,
+        "seconds": 0.1,
+        "calls": 10,
+        "pixel_change": change,
+        "feature_change": 0.1,
+    }
+
+
+def _report(seed: int, presets: dict[str, list[dict]], *, masked: bool = False) -> dict:
+    """A report as bench/quality.py writes it, with only what pooling reads filled in."""
+    n = len(next(iter(presets.values())))
+    return {
+        "settings": {"model": "default", "seed": seed, "max_steps": 200, "masked": masked},
+        "tasks": [{"seed_a": seed, "index": i} for i in range(n)],
+        "start": {"md": 5.0, "md_by_kind": dict.fromkeys(KINDS, 5.0), "fd": 0.3},
+        "presets": {
+            name: {"config": {}, "aggregate": {"fd": 0.3}, "per_task": rows}
+            for name, rows in presets.items()
+        },
+    }
+
+
+def _rows(n: int, rng: np.random.Generator, *, p_success: float, md: float, change: float):
+    return [
+        _row(
+            i,
+            success=bool(rng.random() < p_success),
+            detected=bool(rng.random() < p_success),
+            md=md * rng.uniform(0.5, 1.5),
+            change=change * rng.uniform(0.5, 1.5),
+        )
+        for i in range(n)
+    ]
+
+
+def test_identical_presets_compare_as_equal_with_no_spread():
+    rows = _rows(12, np.random.default_rng(0), p_success=0.5, md=1.0, change=10.0)
+    summary = pool_mod.pool([_report(0, {"paper": rows, "ours": rows})], draws=200)
+    for label, p in summary["pooled"].items():
+        want = 0.0 if p["compare"] == "difference" else 1.0
+        assert p["value"] == pytest.approx(want), label
+        assert p["interval"] == pytest.approx([want, want]), label
+    assert summary["new_set"]["per_metric"]["MD"] == 0.0  # 1.0x is not at most 0.7x
+    assert summary["new_set"]["goal"] == 0.0
+
+
+def test_a_clear_win_is_certain_and_meets_the_goal_on_every_new_set():
+    paper = [_row(i, success=False, detected=False, md=2.0, change=10.0) for i in range(12)]
+    ours = [_row(i, success=True, detected=True, md=1.0, change=8.0) for i in range(12)]
+    summary = pool_mod.pool([_report(0, {"paper": paper, "ours": ours})], draws=200)
+    assert summary["pooled"]["success (tracked)"]["value"] == 1.0
+    assert summary["pooled"]["confirmed success"]["interval"] == [1.0, 1.0]
+    assert summary["pooled"]["MD"]["value"] == pytest.approx(0.5)
+    assert summary["pooled"]["pixel change outside"]["value"] == pytest.approx(0.8)
+    assert summary["new_set"]["goal"] == 1.0
+
+
+def test_one_preset_per_file_is_merged_per_set_and_pooled_across_sets():
+    rng = np.random.default_rng(1)
+    a_paper, a_ours = (_rows(9, rng, p_success=p, md=1.0, change=10.0) for p in (0.4, 0.6))
+    b = {
+        p: _rows(9, rng, p_success=s, md=1.2, change=9.0)
+        for p, s in (("paper", 0.5), ("ours", 0.7))
+    }
+    reports = [_report(0, {"paper": a_paper}), _report(3, b), _report(0, {"ours": a_ours})]
+    summary = pool_mod.pool(json.loads(json.dumps(reports)), draws=300, seed=4)
+    assert [s["set"] for s in summary["sets"]] == ["seed 0", "seed 3"]
+    assert summary["settings"]["tasks"] == 18 and summary["settings"]["new_set_tasks"] == 9
+    success = summary["pooled"]["success (tracked)"]
+    every = [r["success"] for r in a_paper + b["paper"]], [r["success"] for r in a_ours + b["ours"]]
+    assert success["value"] == pytest.approx(np.mean(every[1]) - np.mean(every[0]))
+    low, high = success["interval"]
+    assert low <= success["value"] <= high and high - low > 0.1  # 18 tasks decide little
+    again = pool_mod.pool(reports, draws=300, seed=4)
+    assert again == summary  # seeded: the same intervals every run
+    tables = pool_mod.markdown_tables(summary)
+    assert "| seed 3 | 9 |" in tables and "9-task sets" in tables
+    assert all(line.count("|") in (9, 8) for line in tables.splitlines() if line)
+
+
+def test_wider_pools_give_narrower_intervals():
+    def width(n_sets: int) -> float:
+        rng = np.random.default_rng(2)
+        reports = [
+            _report(
+                s,
+                {
+                    "paper": _rows(12, rng, p_success=0.5, md=1.0, change=10.0),
+                    "ours": _rows(12, rng, p_success=0.6, md=0.8, change=9.0),
+                },
+            )
+            for s in range(n_sets)
+        ]
+        low, high = pool_mod.pool(reports, draws=400)["pooled"]["MD"]["interval"]
+        return high - low
+
+    assert width(8) < width(1)
+
+
+def test_sets_that_cannot_be_pooled_are_refused():
+    rows = _rows(6, np.random.default_rng(3), p_success=0.5, md=1.0, change=10.0)
+    with pytest.raises(ValueError, match="seed 0 has no ours"):
+        pool_mod.pool([_report(0, {"paper": rows})])
+    both = {"paper": rows, "ours": rows}
+    with pytest.raises(ValueError, match="differs from the first in masked"):
+        pool_mod.pool([_report(0, both), _report(1, both, masked=True)])
+    with pytest.raises(ValueError, match="nothing to pool"):
+        pool_mod.pool([])
+
+
+def test_the_command_line_explains_a_bad_file(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"presets": {}}))
+    with pytest.raises(SystemExit):
+        pool_mod.main([str(bad)])
+    assert "not a report of bench/quality.py" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        pool_mod.main([str(tmp_path / "missing.json")])
+    assert "missing.json" in capsys.readouterr().err
