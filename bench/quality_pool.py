@@ -8,7 +8,8 @@ a 95% interval from a paired bootstrap, and how often a new set of the same size
 like these, would meet the goal.
 
     PYTHONPATH=. python bench/quality_pool.py runs/quality/*.json --table
-    # --draws 4000, --hidden-tasks 24 (the size of the imagined new set), --out FILE.json
+    # --draws 4000, --hidden-tasks 24 (the size of the imagined new set), --out FILE.json,
+    # --presets paper "ours:rebalance=True" (a variant against the paper)
 
 The bootstrap resamples tasks, the same ones for both presets (a hard task is hard for
 both), within each task kind (1, 5 and all landmarks), so every draw keeps the sets' mix.
@@ -32,6 +33,7 @@ except ImportError:  # run as a module from the repo root
     from bench.quality import SAME_IN_A_MERGE, emit, merge_reports
 
 Compare = Literal["difference", "ratio"]
+PRESETS = ("paper", "ours")  # the baseline, then the preset set against it
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,14 @@ METRICS: tuple[Metric, ...] = (
 GOAL = ("success (tracked)", "MD", "pixel change outside")  # the goal as the issue words it
 
 
-def task_sets(reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def task_sets(
+    reports: Sequence[dict[str, Any]], presets: Sequence[str] = PRESETS
+) -> list[dict[str, Any]]:
     """The reports grouped by task set, each group merged into one report (`merge_reports`).
 
     Raises:
-        ValueError: a set lacks ``paper`` or ``ours``, or the sets differ in a setting that
-            a pool must share (the model, the step limit, masked or not).
+        ValueError: a set lacks one of ``presets``, or the sets differ in a setting that a
+            pool must share (the model, the step limit, masked or not).
     """
     groups: list[list[dict[str, Any]]] = []
     for report in reports:
@@ -89,7 +93,7 @@ def task_sets(reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     merged = [merge_reports(group) for group in groups]
     first = merged[0].get("settings", {}) if merged else {}
     for i, report in enumerate(merged):
-        missing = [p for p in ("paper", "ours") if p not in report["presets"]]
+        missing = [p for p in presets if p not in report["presets"]]
         if missing:
             raise ValueError(f"task set {_name(report, i)} has no {' or '.join(missing)} run")
         settings = report.get("settings", {})
@@ -112,14 +116,13 @@ def _values(rows: Sequence[dict[str, Any]], field: str) -> np.ndarray:
     return np.array([r[field] for r in rows], dtype=float)
 
 
-def paired(report: dict[str, Any]) -> dict[str, Any]:
+def paired(report: dict[str, Any], presets: Sequence[str] = PRESETS) -> dict[str, Any]:
     """Per-task values of both presets, in the same task order, and each task's kind."""
-    rows = {p: report["presets"][p]["per_task"] for p in ("paper", "ours")}
-    order = {p: sorted(rs, key=lambda r: r["task"]) for p, rs in rows.items()}
-    if [r["task"] for r in order["paper"]] != [r["task"] for r in order["ours"]]:
-        raise ValueError("paper and ours dragged different tasks")
-    both = {m.field: tuple(_values(order[p], m.field) for p in ("paper", "ours")) for m in METRICS}
-    return {"kind": np.array([r["kind"] for r in order["paper"]]), **both}
+    order = [sorted(report["presets"][p]["per_task"], key=lambda r: r["task"]) for p in presets]
+    if [r["task"] for r in order[0]] != [r["task"] for r in order[1]]:
+        raise ValueError(f"{' and '.join(presets)} dragged different tasks")
+    both = {m.field: tuple(_values(rows, m.field) for rows in order) for m in METRICS}
+    return {"kind": np.array([r["kind"] for r in order[0]]), **both}
 
 
 def compare(metric: Metric, paper: np.ndarray, ours: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -145,6 +148,7 @@ def pool(
     draws: int = 2000,
     hidden_tasks: Optional[int] = None,
     seed: int = 0,
+    presets: Sequence[str] = PRESETS,
 ) -> dict[str, Any]:
     """Per set and pooled comparisons, intervals, and the chance a new set meets the goal.
 
@@ -153,17 +157,22 @@ def pool(
         draws: bootstrap resamples.
         hidden_tasks: size of the imagined new task set; default the sets' mean size.
         seed: the bootstrap's seed (the result is deterministic).
+        presets: the baseline and the preset set against it, as the reports name them
+            (``"ours:rebalance=True"`` for a variant).
 
     Returns:
-        ``{"sets": [...], "pooled": {...}, "new_set": {...}}``: ``pooled`` has, per metric,
-        paper's and ours' means over every task, the comparison and its 95% interval;
-        ``new_set`` the share of drawn sets of ``hidden_tasks`` tasks that meet each goal
-        (``per_metric``) and all of `GOAL` at once (``goal``).
+        ``{"settings", "sets", "pooled", "new_set"}``: ``pooled`` has, per metric, the
+        baseline's and the other preset's means over every task (``paper``, ``ours``),
+        the comparison and its 95% interval; ``new_set`` the share of drawn sets of
+        ``hidden_tasks`` tasks that meet each goal (``per_metric``) and all of `GOAL` at
+        once (``goal``).
     """
-    sets = task_sets(reports)
+    if len(presets) != 2:
+        raise ValueError(f"compare two presets, a baseline and another, got {list(presets)}")
+    sets = task_sets(reports, presets)
     if not sets:
         raise ValueError("nothing to pool: give at least one report")
-    data = [paired(s) for s in sets]
+    data = [paired(s, presets) for s in sets]
     kinds = np.concatenate([d["kind"] for d in data])
     values = {
         m.field: tuple(np.concatenate([d[m.field][i] for d in data]) for i in (0, 1))
@@ -208,6 +217,7 @@ def pool(
             "seed": seed,
             "tasks": len(kinds),
             "new_set_tasks": int(sum(new_sizes.values())),
+            "presets": list(presets),
             **{k: sets[0].get("settings", {}).get(k) for k in SAME_IN_A_MERGE},
         },
         "sets": per_set,
@@ -237,9 +247,10 @@ def markdown_tables(summary: dict[str, Any]) -> str:
         cells = [_signed(m, row[m.label]) for m in metrics]
         lines.append(f"| {row['set']} | {row['tasks']} | " + " | ".join(cells) + " |")
     n_new = summary["settings"]["new_set_tasks"]
+    base, other = summary["settings"]["presets"]
     lines += [
         "",
-        "| column | paper | ours | ours vs paper | 95% interval | goal | "
+        f"| column | {base} | {other} | {other} vs {base} | 95% interval | goal | "
         f"new {n_new}-task sets meeting it |",
         "|---|---:|---:|---:|---|---|---:|",
     ]
@@ -264,6 +275,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--hidden-tasks", type=int, default=None, dest="hidden_tasks", help="new set size"
     )
     parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    parser.add_argument(
+        "--presets", nargs=2, default=list(PRESETS), help="the baseline, then the other preset"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--table", action="store_true", help="print the markdown tables too")
     args = parser.parse_args(argv)
@@ -271,7 +285,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("--draws and --hidden-tasks must be at least 1")
     try:
         reports = [json.loads(path.read_text()) for path in args.reports]
-        summary = pool(reports, draws=args.draws, hidden_tasks=args.hidden_tasks, seed=args.seed)
+        summary = pool(
+            reports,
+            draws=args.draws,
+            hidden_tasks=args.hidden_tasks,
+            seed=args.seed,
+            presets=args.presets,
+        )
     except (OSError, ValueError) as exc:
         parser.error(str(exc))
     except KeyError as exc:

@@ -144,3 +144,18 @@ def test_the_command_line_explains_a_bad_file(tmp_path, capsys):
     with pytest.raises(SystemExit):
         pool_mod.main([str(tmp_path / "missing.json")])
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_a_variant_is_set_against_the_paper_by_its_name():
+    rng = np.random.default_rng(5)
+    rows = {p: _rows(9, rng, p_success=0.5, md=1.0, change=10.0) for p in ("paper", "ours")}
+    variant = [dict(r, md=0.5 * r["md"]) for r in rows["ours"]]
+    report = _report(0, {**rows, "ours:anchor=0": variant})
+    summary = pool_mod.pool([report], draws=100, presets=("paper", "ours:anchor=0"))
+    want = np.mean([r["md"] for r in variant]) / np.mean([r["md"] for r in rows["paper"]])
+    assert summary["pooled"]["MD"]["value"] == pytest.approx(want)
+    assert "| column | paper | ours:anchor=0 | ours:anchor=0 vs paper |" in (
+        pool_mod.markdown_tables(summary)
+    )
+    with pytest.raises(ValueError, match="seed 0 has no ours:settle=1"):
+        pool_mod.pool([report], presets=("paper", "ours:settle=1"))
