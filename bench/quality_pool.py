@@ -76,7 +76,8 @@ GOAL = ("success (tracked)", "MD", "pixel change outside")  # the goal as the is
 def task_sets(
     reports: Sequence[dict[str, Any]], presets: Sequence[str] = PRESETS
 ) -> list[dict[str, Any]]:
-    """The reports grouped by task set, each group merged into one report (`merge_reports`).
+    """The reports grouped by task set, each group merged into one report (`merge_reports`),
+    in the order of the sets' seeds.
 
     Raises:
         ValueError: a set lacks one of ``presets``, or the sets differ in a setting that a
@@ -91,6 +92,9 @@ def task_sets(
         else:
             groups.append([report])
     merged = [merge_reports(group) for group in groups]
+    seeds = [m.get("settings", {}).get("seed") for m in merged]
+    if None not in seeds:  # in the order of their seeds, however the files were listed
+        merged = [m for _, m in sorted(zip(seeds, merged), key=lambda pair: pair[0])]
     first = merged[0].get("settings", {}) if merged else {}
     for i, report in enumerate(merged):
         missing = [p for p in presets if p not in report["presets"]]

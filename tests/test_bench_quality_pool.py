@@ -89,7 +89,7 @@ def test_one_preset_per_file_is_merged_per_set_and_pooled_across_sets():
         p: _rows(9, rng, p_success=s, md=1.2, change=9.0)
         for p, s in (("paper", 0.5), ("ours", 0.7))
     }
-    reports = [_report(0, {"paper": a_paper}), _report(3, b), _report(0, {"ours": a_ours})]
+    reports = [_report(3, b), _report(0, {"paper": a_paper}), _report(0, {"ours": a_ours})]
     summary = pool_mod.pool(json.loads(json.dumps(reports)), draws=300, seed=4)
     assert [s["set"] for s in summary["sets"]] == ["seed 0", "seed 3"]
     assert summary["settings"]["tasks"] == 18 and summary["settings"]["new_set_tasks"] == 9
