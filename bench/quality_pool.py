@@ -42,7 +42,8 @@ class Metric:
 
     Attributes:
         label: the column's name in the table.
-        field: the per-task row field (booleans count as 0 / 1).
+        field: the per-task row field (booleans count as 0 / 1; None, a task the column
+            does not apply to, is left out).
         compare: ``difference`` (ours - paper, of means) or ``ratio`` (ours / paper).
         goal: the issue's bound: a difference at least this, a ratio at most this; None
             where the issue sets none.
@@ -66,6 +67,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("success (tracked)", "success", "difference", 0.15),
     Metric("detected success", "success_detected", "difference", 0.15),
     Metric("confirmed success", "confirmed", "difference", 0.15),
+    Metric("success off the outline", "success_off_outline", "difference", 0.15),
     Metric("MD", "md", "ratio", 0.7),
     Metric("tracked MD", "md_tracked", "ratio", None),
     Metric("pixel change outside", "pixel_change", "ratio", 1.0),
@@ -194,8 +196,8 @@ def pool(
         paper, ours = values[m.field]
         boot = compare(m, paper[pooled_idx], ours[pooled_idx])
         pooled[m.label] = {
-            "paper": float(paper.mean()),
-            "ours": float(ours.mean()),
+            "paper": float(np.nanmean(paper)),
+            "ours": float(np.nanmean(ours)),
             "compare": m.compare,
             "value": float(compare(m, paper, ours)),
             "interval": [float(q) for q in np.nanpercentile(boot, [2.5, 97.5])],

@@ -21,7 +21,7 @@ def _row(task: int, *, success: bool, detected: bool, md: float, change: float) 
         "md_tracked": md,
         "success": success,
         "success_detected": detected,
-        "success_off_outline": success,
+        "success_off_outline": None if task % 4 == 3 else success,  # an outline-only task
         "tracked_px": [md],
         "detected_px": [md],
         "converged": success,
@@ -76,6 +76,7 @@ def test_a_clear_win_is_certain_and_meets_the_goal_on_every_new_set():
     ours = [_row(i, success=True, detected=True, md=1.0, change=8.0) for i in range(12)]
     summary = pool_mod.pool([_report(0, {"paper": paper, "ours": ours})], draws=200)
     assert summary["pooled"]["success (tracked)"]["value"] == 1.0
+    assert summary["pooled"]["success off the outline"]["paper"] == 0.0  # None left out
     assert summary["pooled"]["confirmed success"]["interval"] == [1.0, 1.0]
     assert summary["pooled"]["MD"]["value"] == pytest.approx(0.5)
     assert summary["pooled"]["pixel change outside"]["value"] == pytest.approx(0.8)
@@ -102,7 +103,7 @@ def test_one_preset_per_file_is_merged_per_set_and_pooled_across_sets():
     assert again == summary  # seeded: the same intervals every run
     tables = pool_mod.markdown_tables(summary)
     assert "| seed 3 | 9 |" in tables and "9-task sets" in tables
-    assert all(line.count("|") in (9, 8) for line in tables.splitlines() if line)
+    assert all(line.count("|") in (10, 8) for line in tables.splitlines() if line)
 
 
 def test_wider_pools_give_narrower_intervals():
