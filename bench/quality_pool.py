@@ -62,7 +62,7 @@ class Metric:
 
 
 #: The issue's goal: success 15 points higher, MD at most 0.7x, no more change outside.
-#: Which success it means is open (bench/README), so all three carry its bound.
+#: Which success it means is open (bench/README), so every success column carries its bound.
 METRICS: tuple[Metric, ...] = (
     Metric("success (tracked)", "success", "difference", 0.15),
     Metric("detected success", "success_detected", "difference", 0.15),
@@ -139,13 +139,21 @@ def compare(metric: Metric, paper: np.ndarray, ours: np.ndarray, axis: int = -1)
     return np.divide(b, a, out=np.full(np.shape(a), np.nan), where=a != 0)
 
 
-def resample(kinds: np.ndarray, sizes: dict[str, int], draws: int, rng: np.random.Generator):
+def resample(
+    kinds: np.ndarray, sizes: dict[str, int], draws: int, rng: np.random.Generator
+) -> np.ndarray:
     """``[draws, n]`` task indices: ``sizes[k]`` tasks of each kind, with replacement."""
     parts = [
         rng.choice(np.flatnonzero(kinds == kind), size=(draws, n), replace=True)
         for kind, n in sizes.items()
     ]
     return np.concatenate(parts, axis=1)
+
+
+def _mix(kinds: np.ndarray, counts: np.ndarray, n: int) -> dict[str, int]:
+    """How many of ``n`` tasks each kind gets, in the pooled tasks' proportions (one at least)."""
+    share = counts / counts.sum()
+    return {str(k): int(c) for k, c in zip(kinds, np.maximum(1, np.round(share * n)))}
 
 
 def pool(
@@ -187,9 +195,7 @@ def pool(
     rng = np.random.default_rng(seed)
     unique, counts = np.unique(kinds, return_counts=True)
     pooled_idx = resample(kinds, dict(zip(unique, counts)), draws, rng)
-    n_new = hidden_tasks or round(len(kinds) / len(sets))
-    share = counts / counts.sum()
-    new_sizes = dict(zip(unique, np.maximum(1, np.round(share * n_new)).astype(int)))
+    new_sizes = _mix(unique, counts, hidden_tasks or round(len(kinds) / len(sets)))
     new_idx = resample(kinds, new_sizes, draws, rng)
     pooled, new_set, met = {}, {}, np.ones(draws, dtype=bool)
     for m in METRICS:
