@@ -9,7 +9,7 @@ like these, would meet the goal.
 
     PYTHONPATH=. python bench/quality_pool.py runs/quality/*.json --table
     # --draws 4000, --hidden-tasks 24 (the size of the imagined new set), --out FILE.json,
-    # --presets paper "ours:rebalance=True" (a variant against the paper)
+    # --presets paper "ours:anchor=0" (a variant against the paper)
 
 The bootstrap resamples tasks, the same ones for both presets (a hard task is hard for
 both), within each task kind (1, 5 and all landmarks), so every draw keeps the sets' mix.
@@ -172,7 +172,7 @@ def pool(
         hidden_tasks: size of the imagined new task set; default the sets' mean size.
         seed: the bootstrap's seed (the result is deterministic).
         presets: the baseline and the preset set against it, as the reports name them
-            (``"ours:rebalance=True"`` for a variant).
+            (``"ours:anchor=0"`` for a variant).
 
     Returns:
         ``{"settings", "sets", "pooled", "new_set"}``: ``pooled`` has, per metric, the

@@ -26,6 +26,7 @@ from .supervision import (
     downsample_mask,
     fixed_region_loss,
     motion_loss,
+    rebalance_scale,
     sample_features,
     shift_vectors,
 )
@@ -480,7 +481,6 @@ class DragSession:
                     *(feat, handles, shifts, offsets),
                     img_size=size,
                     active=active,
-                    rebalance=cfg.rebalance,
                     anchor=self._anchor(drag, offsets, cfg),
                     anchor_weight=cfg.anchor,
                 )
@@ -494,6 +494,8 @@ class DragSession:
                             state.img, drag.img0, editable, beta=cfg.mask_beta
                         )
                     loss = loss + cfg.lambda_mask * fixed
+                if cfg.rebalance:
+                    loss = loss * rebalance_scale(active)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"the drag loss is {loss.item()}; lower lr (now {cfg.lr})"

@@ -72,7 +72,6 @@ def motion_loss(
     *,
     img_size: int,
     active: Tensor,
-    rebalance: bool = False,
     anchor: Optional[Tensor] = None,
     anchor_weight: float = 0.0,
 ) -> Tensor:
@@ -94,15 +93,12 @@ def motion_loss(
         offsets: ``[M, 2]`` disc offsets (see `disc_offsets`).
         img_size: image side the positions refer to.
         active: ``[K]`` bool; arrived handles contribute nothing.
-        rebalance: scale the sum by ``K / active.sum()``. Adam divides each step by a
-            running RMS of past gradients that fades over ~1000 steps, so as handles arrive
-            and the plain sum shrinks, the steps for the remaining ones shrink with it.
         anchor: ``[K, M, C]`` features at the same disc offsets around each handle's
             position when the drag started, in the features of that moment.
         anchor_weight: share of ``anchor`` in the target, in [0, 1]; 0 = the paper's loss.
 
     Returns:
-        Scalar: sum over active handles of the mean absolute difference (rebalanced).
+        Scalar: sum over active handles of the mean absolute difference.
     """
     q = handles[:, None, :] + offsets[None, :, :]  # [K, M, 2]
     both = torch.cat([q, q + shifts[:, None, :]], dim=1)  # [K, 2M, 2]
@@ -112,10 +108,19 @@ def motion_loss(
     if anchor is not None and anchor_weight > 0:
         here = torch.lerp(here, anchor, anchor_weight)
     per_handle = (there - here).abs().mean(dim=(1, 2))  # [K]
-    weight = active.to(per_handle.dtype)
-    if rebalance:
-        weight = weight * (len(weight) / weight.sum().clamp(min=1))
-    return (per_handle * weight).sum()
+    return (per_handle * active.to(per_handle.dtype)).sum()
+
+
+def rebalance_scale(active: Tensor) -> Tensor:
+    """``K / active handles``: what the whole drag loss is scaled by as handles arrive.
+
+    Adam divides each step by a running RMS of past gradients that fades over ~1000 steps.
+    As handles arrive, the plain motion sum shrinks, and the steps for the remaining ones
+    shrink with it. Scaling the motion term alone would also tip its balance with the mask
+    term, and a masked drag would change the rest more; scaling the whole loss keeps that
+    balance and only gives the step back its size.
+    """
+    return len(active) / active.sum().clamp(min=1).to(torch.float32)
 
 
 def downsample_mask(mask: Tensor, side: int) -> Tensor:

@@ -429,3 +429,19 @@ def test_the_mask_term_also_holds_the_coarse_image_outside_the_mask(G64):
         change[held] = (img - drag.img0).abs()[..., outside].mean().item()
     assert change[True] < 0.7 * change[False]
     assert DragConfig.paper().mask_image is False
+
+
+def test_rebalancing_scales_the_whole_loss_once_handles_arrive(G64):
+    """With one of two handles at its target, the motion and the mask terms are both
+    doubled, so the step keeps its size and the two keep their balance."""
+    mask = np.zeros((64, 64), bool)
+    mask[20:40, 10:50] = True
+    losses = {}
+    for rebalance in (True, False):
+        s = DragSession(G64, seed=1, config=DragConfig(rebalance=rebalance), device="cpu")
+        s.set_points([(20.5, 30.5), (40.5, 30.5)], [(30.5, 30.5), (40.5, 30.5)])
+        s.set_mask(mask)
+        losses[rebalance] = s.step(render=False).loss
+    assert losses[False] > 0
+    assert losses[True] == pytest.approx(2 * losses[False], rel=1e-5)
+    assert DragConfig().rebalance and not DragConfig.paper().rebalance
