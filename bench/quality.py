@@ -300,6 +300,11 @@ def success_off_outline(points: Sequence[int], tracked_px: Sequence[float]) -> O
     return bool(max(kept) <= SUCCESS_PX) if kept else None
 
 
+def confirmed(row: dict[str, Any]) -> bool:
+    """Whether a drag arrived both as tracked and as the detector finds it."""
+    return bool(row["success"] and row["success_detected"])
+
+
 def false_arrivals(rows: Sequence[dict[str, Any]]) -> float:
     """Of the handles the tracker puts within `SUCCESS_PX` of their targets, the share whose
     landmark the detector finds farther off: arrivals the tracker reports and the image
@@ -489,9 +494,7 @@ def aggregate(rows: Sequence[dict[str, Any]], kinds: Sequence[str], fd: float) -
         "md_tracked": _nanmean([r["md_tracked"] for r in rows]),
         "success_rate": float(np.mean([r["success"] for r in rows])),
         "detected_success_rate": float(np.mean([r["success_detected"] for r in rows])),
-        "confirmed_success_rate": float(
-            np.mean([r["success"] and r["success_detected"] for r in rows])
-        ),
+        "confirmed_success_rate": float(np.mean([confirmed(r) for r in rows])),
         "false_arrivals": false_arrivals(rows),
         "off_outline_success_rate": _nanmean(
             [float(r["success_off_outline"]) for r in rows if r["success_off_outline"] is not None]
@@ -617,12 +620,17 @@ def run_benchmark(
 SAME_IN_A_MERGE = ("model", "max_steps", "masked")  # what the task list does not pin down
 
 
+def setting_differences(report: dict[str, Any], first: dict[str, Any]) -> list[str]:
+    """The settings of `SAME_IN_A_MERGE` in which ``report`` differs from ``first``."""
+    mine, theirs = report.get("settings", {}), first.get("settings", {})
+    return [k for k in SAME_IN_A_MERGE if mine.get(k) != theirs.get(k)]
+
+
 def _differences(report: dict[str, Any], first: dict[str, Any]) -> list[str]:
     """What makes ``report`` another experiment than ``first``: its tasks (and so the task
     seed and count), what the detector found before the drags, or a setting."""
     keys = [k for k in ("tasks", "start") if report[k] != first[k]]
-    mine, theirs = report.get("settings", {}), first.get("settings", {})
-    return keys + [k for k in SAME_IN_A_MERGE if mine.get(k) != theirs.get(k)]
+    return keys + setting_differences(report, first)
 
 
 def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:

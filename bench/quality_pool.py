@@ -28,9 +28,15 @@ from typing import Any, Literal, Optional
 import numpy as np
 
 try:
-    from quality import SAME_IN_A_MERGE, emit, merge_reports
+    from quality import SAME_IN_A_MERGE, confirmed, emit, merge_reports, setting_differences
 except ImportError:  # run as a module from the repo root
-    from bench.quality import SAME_IN_A_MERGE, emit, merge_reports
+    from bench.quality import (
+        SAME_IN_A_MERGE,
+        confirmed,
+        emit,
+        merge_reports,
+        setting_differences,
+    )
 
 Compare = Literal["difference", "ratio"]
 PRESETS = ("paper", "ours")  # the baseline, then the preset set against it
@@ -97,13 +103,11 @@ def task_sets(
     seeds = [m.get("settings", {}).get("seed") for m in merged]
     if None not in seeds:  # in the order of their seeds, however the files were listed
         merged = [m for _, m in sorted(zip(seeds, merged), key=lambda pair: pair[0])]
-    first = merged[0].get("settings", {}) if merged else {}
     for i, report in enumerate(merged):
         missing = [p for p in presets if p not in report["presets"]]
         if missing:
             raise ValueError(f"task set {_name(report, i)} has no {' or '.join(missing)} run")
-        settings = report.get("settings", {})
-        differ = [k for k in SAME_IN_A_MERGE if settings.get(k) != first.get(k)]
+        differ = setting_differences(report, merged[0])
         if differ:
             raise ValueError(
                 f"task set {_name(report, i)} differs from the first in {', '.join(differ)}"
@@ -118,7 +122,7 @@ def _name(report: dict[str, Any], index: int) -> str:
 
 def _values(rows: Sequence[dict[str, Any]], field: str) -> np.ndarray:
     if field == "confirmed":
-        return np.array([r["success"] and r["success_detected"] for r in rows], dtype=float)
+        return np.array([confirmed(r) for r in rows], dtype=float)
     return np.array([r[field] for r in rows], dtype=float)
 
 
