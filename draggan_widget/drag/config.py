@@ -11,8 +11,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
+from .precision import PRECISIONS
+
 Tracking = Literal["nearest", "subpixel"]
-Precision = Literal["float32", "bfloat16"]
+Precision = Literal["auto", "float32", "bfloat16", "float16"]
 PAPER_RES = 512  # the paper's radii are image pixels of a 512-px model
 MIN_R1_PX = 1.5  # smallest supervision disc: the 3x3 pixels around a handle
 MIN_R2_PX = 3.0  # smallest tracking window: a handle moves about 1 px per step
@@ -44,8 +46,8 @@ def _check_tracking(value: str) -> None:
 
 
 def _check_precision(value: str) -> None:
-    if value not in ("float32", "bfloat16"):
-        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {value!r}")
+    if value not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {value!r}")
 
 
 def _check_unit_interval(name: str, value: float) -> None:
@@ -157,9 +159,9 @@ class DragConfig:
     """Motion supervision pulls the content ahead of each handle toward this blend of the
     features behind it now (0, paper) and those it had when the drag started (1), so that
     what moves is what was clicked, not whatever the last step left there."""
-    precision: Precision = "float32"
-    """Arithmetic of the gradient pass: 'bfloat16' is about 2x faster on CPUs with AMX or
-    AVX512-BF16 and on recent GPUs; 'float32' is exact and the same on every machine."""
+    precision: Precision = "auto"
+    """Arithmetic of the step: 'auto' takes bfloat16 on CPUs with AVX512-BF16/AMX and on
+    Ampere+ GPUs, float16 on older GPUs, else float32 (exact, the same on every machine)."""
     preset: str = "default"
     """Name of the preset these values came from (informational)."""
 
@@ -202,6 +204,7 @@ class DragConfig:
             anchor=0.0,
             mask_image=False,
             mask_beta=0.0,
+            precision="float32",
         )
         return cls(**{**base, "preset": "paper", **changes})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Optional, Union
 
@@ -21,6 +22,7 @@ from torch import Tensor
 
 from ..gan.stylegan2 import Generator, SynthesisState
 from .config import DragConfig
+from .precision import autocast, loss_scale, resolve_precision
 from .supervision import (
     disc_offsets,
     downsample_mask,
@@ -86,14 +88,15 @@ class _DragKey(NamedTuple):
     feature_side: int  # supervised feature map
     track_side: int  # tracked feature map
     track_patch: int  # feature cells a side the tracker compares
-    precision: str
+    precision: str  # resolved: 'float32', 'bfloat16' or 'float16', never 'auto'
 
     @classmethod
-    def of(cls, cfg: DragConfig, G: Generator) -> _DragKey:
+    def of(cls, cfg: DragConfig, G: Generator, device: torch.device) -> _DragKey:
         res = G.img_resolution
         n_opt = min(cfg.n_opt_ws, G.num_ws)
         track = cfg.track_side(res)
-        return cls(cfg.w_plus, n_opt, cfg.feature_side(res), track, cfg.track_patch, cfg.precision)
+        precision = resolve_precision(cfg.precision, device)
+        return cls(cfg.w_plus, n_opt, cfg.feature_side(res), track, cfg.track_patch, precision)
 
     def patch(self, img_resolution: int, device: torch.device) -> Optional[Tensor]:
         """The tracker's `patch_offsets`, or None when it compares single features."""
@@ -337,10 +340,14 @@ class DragSession:
 
     # -------------------------------------------------------------------- step
 
-    def _precision(self) -> torch.autocast:
-        """The step's arithmetic: bfloat16 autocast when the config asks for it."""
-        low = self.config.precision == "bfloat16"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=low)
+    @property
+    def arithmetic(self) -> str:
+        """What the config's precision runs as on this session's device ('auto' resolved)."""
+        return resolve_precision(self.config.precision, self.device)
+
+    def _precision(self) -> AbstractContextManager[object]:
+        """The step's arithmetic: autocast to the resolved low precision, none in float32."""
+        return autocast(self.arithmetic, self.device)
 
     def _features(self, ws: Tensor, side: int) -> SynthesisState:
         """Synthesis up to the feature block, in the configured precision; float32 out.
@@ -365,7 +372,7 @@ class DragSession:
 
     def _start_drag(self) -> _Drag:
         cfg = self.config
-        key = _DragKey.of(cfg, self.G)
+        key = _DragKey.of(cfg, self.G, self.device)
         ws = self._ws
         with torch.no_grad():
             state = self._features(ws, key.feature_side)
@@ -385,7 +392,7 @@ class DragSession:
         """The drag in progress, or a new one after any edit; True when it is new."""
         cfg = self.config
         drag = self._drag
-        is_new = drag is None or drag.key != _DragKey.of(cfg, self.G)
+        is_new = drag is None or drag.key != _DragKey.of(cfg, self.G, self.device)
         if is_new:  # the first step, or the optimised variables or their features changed
             drag = self._start_drag()
         return drag, is_new
@@ -405,7 +412,7 @@ class DragSession:
             FloatingPointError: the loss or gradient is not finite (lower ``lr``).
             In every case the session is left exactly as it was.
         """
-        with self._lock:
+        with self._lock, torch.inference_mode(False):  # a caller's inference_mode has no grad
             if not self._handles:
                 raise ValueError("set at least one handle and target with set_points() first")
             t0 = time.perf_counter()
@@ -500,7 +507,12 @@ class DragSession:
                     raise FloatingPointError(
                         f"the drag loss is {loss.item()}; lower lr (now {cfg.lr})"
                     )
-                loss.backward()
+                factor = loss_scale(drag.key.precision)
+                if factor is None:
+                    loss.backward()
+                else:  # float16: scaled so that small gradients do not flush to zero
+                    (loss * factor).backward()
+                    drag.param.grad.div_(factor)
                 if not torch.isfinite(drag.param.grad).all():
                     drag.optimizer.zero_grad(set_to_none=True)
                     raise FloatingPointError(

@@ -502,8 +502,13 @@ class DragWidget(widgets.VBox):
         dist = ", ".join(f"{d:.1f}" for d in r.distances)
         return (
             f"step {r.step} · distance {dist} px · loss {r.loss:.3g} · "
-            f"{r.ms:.0f} ms/step · {self.session.device}"
+            f"{r.ms:.0f} ms/step · {self.session.device} · {self._describe_arithmetic()}"
         )
+
+    def _describe_arithmetic(self) -> str:
+        """'auto (bfloat16)' when the config leaves the choice to the device, else the choice."""
+        chosen, runs = self.session.config.precision, self.session.arithmetic
+        return f"arithmetic: {chosen} ({runs})" if chosen == "auto" else f"arithmetic: {runs}"
 
     def report(self, exc: BaseException, what: str = "error") -> None:
         """Show an error in the status line and the Output area; the session stays usable."""

@@ -124,8 +124,13 @@ class DragControls(widgets.VBox):
             "n_opt_ws": widgets.IntSlider(value=6, min=1, max=max(num_ws, 1)),
             "stop_distance": widgets.BoundedFloatText(value=0.0, min=0.0, max=1e4, step=0.5),
             "precision": widgets.Dropdown(
-                options=[("float32 (exact)", "float32"), ("bfloat16 (faster)", "bfloat16")],
-                value="float32",
+                options=[
+                    ("auto (fastest for this device)", "auto"),
+                    ("float32 (exact)", "float32"),
+                    ("bfloat16 (CPUs with BF16, Ampere+ GPUs)", "bfloat16"),
+                    ("float16 (older GPUs)", "float16"),
+                ],
+                value="auto",
             ),
             "seed": widgets.IntText(value=0),
             "truncation_psi": widgets.FloatSlider(
@@ -141,7 +146,7 @@ class DragControls(widgets.VBox):
             "w_plus": ("latent", "optimise W+ (per layer) or W (shared)"),
             "n_opt_ws": ("layers moved", "only the first this-many style vectors move"),
             "stop_distance": ("stop at px", "arrived within this distance; 0 = auto (1-2 px)"),
-            "precision": ("arithmetic", "bfloat16: about 2x faster on recent CPUs and GPUs"),
+            "precision": ("arithmetic", "auto: bfloat16 or float16 where the device runs it fast"),
             "seed": ("seed", "a new seed draws a new image (clears points and history)"),
             "truncation_psi": ("truncation ψ", "lower: more typical images (a new image)"),
         }

@@ -18,6 +18,8 @@ def G64():
 
 
 def session(G, **cfg) -> DragSession:
+    """A one-handle drag, in exact float32 arithmetic unless ``cfg`` says otherwise."""
+    cfg = {"precision": "float32", **cfg}
     s = DragSession(G, seed=1, config=DragConfig(lr=0.01, **cfg), device="cpu")
     s.set_points([(20.5, 30.5)], [(30.5, 30.5)])
     return s
@@ -216,7 +218,7 @@ def test_bad_mask_raises_and_keeps_session(G64, mask, match):
         ("tracking", "magic"),
         ("max_steps", 0),
         ("stop_distance", -1),
-        ("precision", "float16"),
+        ("precision", "float64"),
         ("track_res", 48),
         ("mask_image", "yes"),
         ("rebalance", 1),

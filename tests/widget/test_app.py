@@ -331,6 +331,7 @@ def test_status_line_shows_step_distances_speed_and_device(w, fake):
     assert "max steps reached" in w.status
     assert "step 3" in w.status and "25.0, 21.0 px" in w.status
     assert "ms/step" in w.status and "fake" in w.status
+    assert "arithmetic: auto (float32)" in w.status  # which arithmetic 'auto' chose
 
 
 def test_error_in_a_step_is_shown_and_the_session_stays_usable(w, fake):

@@ -53,6 +53,11 @@ class FakeSession:
         self._in_drag = False
         self.seeds_drawn: list[int] = []
 
+    @property
+    def arithmetic(self):
+        """As the real session on a CPU without BF16: 'auto' runs float32."""
+        return "float32" if self.config.precision == "auto" else self.config.precision
+
     # points and mask, checked like the real session
     @property
     def handles(self):
