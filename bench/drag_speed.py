@@ -1,10 +1,11 @@
 """ms per drag step: our DragSession.step() against the official loop, same generator, same process.
 
-    python bench/drag_speed.py [--res 256 512 default] [--points 1 5] [--device cpu]
+    python bench/drag_speed.py [--res 256 512 default] [--points 1 5] [--device cpu] [--phases]
 
 Prints one JSON document: the machine, then per (model, points) the median ms of ours
-(with and without rendering the frame, in float32 and with the bfloat16 gradient pass)
-and of the official step, and official / ours.
+(with and without rendering the frame, in float32 and in the default precision 'auto', with
+what auto chose) and of the official step, and official / ours. ``--phases`` adds, per model,
+each phase of our default step against its floor (`phases.py`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from draggan_widget.gan.stylegan2 import Generator
 
 try:
     from official_step import OfficialStep
+    from phases import phase_rows
 except ImportError:  # run as a module from the repo root
     from bench.official_step import OfficialStep
+    from bench.phases import phase_rows
 
 FFHQ = {  # NVIDIA's configs: 'paper256' and 'stylegan2' (FFHQ 512)
     256: {"channel_base": 16384, "channel_max": 512},
@@ -85,10 +88,10 @@ def session_for(G: Generator, cfg: DragConfig, points: tuple, device: torch.devi
 def bench_one(G: Generator, name: str, n_points: int, device: torch.device, repeats: int) -> dict:
     res = G.img_resolution
     points = make_points(res, n_points)
-    cfg = DragConfig(stop_distance=0.5)  # never stops during the timing
+    cfg = DragConfig(stop_distance=0.5)  # never stops during the timing; precision 'auto'
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    ours = session_for(G, cfg, points, device)
-    low = session_for(G, replace(cfg, precision="bfloat16"), points, device)
+    ours = session_for(G, replace(cfg, precision="float32"), points, device)
+    auto = session_for(G, cfg, points, device)
     side = cfg.feature_side(res)
     official_side = min(128, res)  # the release always supervises block 6 (128 x 128)
     official = OfficialStep(
@@ -102,8 +105,8 @@ def bench_one(G: Generator, name: str, n_points: int, device: torch.device, repe
         {
             "ours": lambda: ours.step(render=False),
             "ours_render": lambda: ours.step(render=True),
-            "ours_bf16": lambda: low.step(render=False),
-            "ours_bf16_render": lambda: low.step(render=True),
+            "ours_auto": lambda: auto.step(render=False),
+            "ours_auto_render": lambda: auto.step(render=True),
             "official": official.step,
         },
         repeats,
@@ -117,11 +120,12 @@ def bench_one(G: Generator, name: str, n_points: int, device: torch.device, repe
         "feature_res": side,
         "official_feature_res": official_side,
         "points": n_points,
+        "auto_runs": auto.arithmetic,
         **{f"{k}_ms": v for k, v in ms.items()},
         "speedup": round(ms["official"] / ms["ours_render"], 2),
         "speedup_no_render": round(ms["official"] / ms["ours"], 2),
-        "speedup_bf16": round(ms["official"] / ms["ours_bf16_render"], 2),
-        "speedup_bf16_no_render": round(ms["official"] / ms["ours_bf16"], 2),
+        "speedup_auto": round(ms["official"] / ms["ours_auto_render"], 2),
+        "speedup_auto_no_render": round(ms["official"] / ms["ours_auto"], 2),
     }
 
 
@@ -131,6 +135,7 @@ def main() -> None:
     parser.add_argument("--points", nargs="+", type=int, default=[1, 5])
     parser.add_argument("--device", default=None)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--phases", action="store_true", help="each phase against its floor")
     args = parser.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     results = []
@@ -148,6 +153,10 @@ def main() -> None:
         reps = args.repeats if G.img_resolution <= 256 or device.type == "cuda" else 3
         for n in args.points:
             results.append(bench_one(G, name, n, device, reps))
+            print(json.dumps(results[-1]), flush=True)
+        if args.phases:
+            cfg, points = DragConfig(stop_distance=0.5), make_points(G.img_resolution, 1)
+            results.append({"model": name, "phases": phase_rows(G, cfg, points, device, reps)})
             print(json.dumps(results[-1]), flush=True)
     report = {
         "machine": {

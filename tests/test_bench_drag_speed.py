@@ -7,10 +7,11 @@ import numpy as np
 import torch
 
 from conftest import load_bench, make_generator
-from draggan_widget import load_generator
+from draggan_widget import DragConfig, load_generator
 
 drag_speed = load_bench("drag_speed")
 official_step = load_bench("official_step")
+phases = load_bench("phases")
 
 
 def test_the_official_baseline_moves_its_handle_toward_the_target(one_thread):
@@ -29,11 +30,33 @@ def test_the_official_baseline_moves_its_handle_toward_the_target(one_thread):
 def test_a_benchmark_row_times_every_variant_and_divides_them(one_thread):
     G = make_generator(img_resolution=32)
     row = drag_speed.bench_one(G, "tiny", 2, torch.device("cpu"), repeats=1)
-    variants = ("ours", "ours_render", "ours_bf16", "ours_bf16_render", "official")
+    variants = ("ours", "ours_render", "ours_auto", "ours_auto_render", "official")
     assert all(row[f"{v}_ms"] > 0 for v in variants)
     assert row["points"] == 2 and row["resolution"] == 32
+    assert row["auto_runs"] in ("float32", "bfloat16")
     official = row["official_ms"]
     assert row["speedup"] == round(official / row["ours_render_ms"], 2)
     assert row["speedup_no_render"] == round(official / row["ours_ms"], 2)
-    assert row["speedup_bf16"] == round(official / row["ours_bf16_render_ms"], 2)
-    assert row["speedup_bf16_no_render"] == round(official / row["ours_bf16_ms"], 2)
+    assert row["speedup_auto"] == round(official / row["ours_auto_render_ms"], 2)
+    assert row["speedup_auto_no_render"] == round(official / row["ours_auto_ms"], 2)
+
+
+def test_the_phase_table_times_every_phase_against_its_floor(one_thread):
+    G = make_generator(img_resolution=32)
+    cfg = DragConfig(stop_distance=0.5)
+    rows = phases.phase_rows(G, cfg, drag_speed.make_points(32, 1), torch.device("cpu"), 1)
+    assert set(rows) == {"forward", "backward", "tracking", "finish", "encode"}
+    for row in rows.values():
+        assert row["ours_ms"] > 0 and row["floor_ms"] > 0
+        assert row["ratio"] == round(row["ours_ms"] / row["floor_ms"], 2)
+
+
+def test_the_floor_chain_has_the_synthesis_shapes():
+    """The forward floor ends on the feature block's shape, so it does the same convolutions."""
+    G = make_generator(img_resolution=32)
+    const = G.synthesis.b4.const.detach()[None]
+    out = phases.plain_chain(G, 0, 16)(const)
+    assert (
+        out.shape
+        == G.synthesis.begin(G.mapping(torch.randn(1, G.z_dim), None), until_res=16).x.shape
+    )
