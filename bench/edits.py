@@ -27,17 +27,14 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from common import emit, machine
+from quality_drags import parse_preset
 
 from draggan_widget.drag import DragConfig
 from draggan_widget.gan.stylegan2 import Generator
 from draggan_widget.train.edits import EDITS, EditSpec, detected_distances, load_detector, start
 from draggan_widget.train.faces import LANDMARK_NAMES
 from draggan_widget.train.landmarks import LandmarkNet
-
-try:
-    from quality import emit, machine, parse_preset
-except ImportError:  # run as a module from the repo root
-    from bench.quality import emit, machine, parse_preset
 
 logger = logging.getLogger(__name__)
 ARRIVED_PX = 2.0  # the end-to-end test's tolerance

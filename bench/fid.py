@@ -33,6 +33,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+from common import emit, machine
+from quality_detector import DetectorRecipe, default_cache_dir, load_or_train_detector
 
 from draggan_widget.drag import pick_device
 from draggan_widget.gan.stylegan2 import Generator
@@ -43,17 +45,6 @@ from draggan_widget.train.landmarks import (
     LandmarkNet,
     frechet_distance,
 )
-
-try:
-    from quality import DetectorRecipe, default_cache_dir, emit, load_or_train_detector, machine
-except ImportError:  # run as a module from the repo root, or loaded by path in the tests
-    from bench.quality import (
-        DetectorRecipe,
-        default_cache_dir,
-        emit,
-        load_or_train_detector,
-        machine,
-    )
 
 logger = logging.getLogger("bench.fid")
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import statistics
 import time
 
 import torch
+from common import machine
 
 from draggan_widget.drag import DragSession
 from draggan_widget.gan.formats import load_generator
@@ -90,14 +90,7 @@ def main() -> None:
                 "met": None if stage not in TARGETS else min(values) >= TARGETS[stage],
             }
     doc = {
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "device": str(args.device),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        },
+        "machine": machine(torch.device(args.device)),
         "model": {
             "source": model,
             "img_resolution": G.img_resolution,

@@ -26,17 +26,9 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import numpy as np
-
-try:
-    from quality import SAME_IN_A_MERGE, confirmed, emit, merge_reports, setting_differences
-except ImportError:  # run as a module from the repo root
-    from bench.quality import (
-        SAME_IN_A_MERGE,
-        confirmed,
-        emit,
-        merge_reports,
-        setting_differences,
-    )
+from common import emit
+from quality_metrics import confirmed
+from quality_report import SAME_IN_A_MERGE, merge_reports, setting_differences
 
 Compare = Literal["difference", "ratio"]
 PRESETS = ("paper", "ours")  # the baseline, then the preset set against it

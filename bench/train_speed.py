@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
 import time
 
 import numpy as np
 import torch
+from common import machine, median_ms
 
 from draggan_widget.drag import DragConfig, DragSession
 from draggan_widget.train.loop import TrainConfig, Trainer
@@ -69,14 +68,7 @@ def drag_ms(G: torch.nn.Module, repeats: int = 20) -> float:
     session = DragSession(G, seed=0, config=DragConfig(stop_distance=0.5))
     res = G.img_resolution
     session.set_points([(res * 0.4, res * 0.5)], [(res * 0.6, res * 0.5)])
-    for _ in range(3):
-        session.step(render=False)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        session.step(render=False)
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+    return median_ms(lambda: session.step(render=False), repeats, warmup=3)
 
 
 def bench(name: str, steps: int, res: int) -> dict:
@@ -115,14 +107,7 @@ def main() -> None:
     for name in args.configs:
         results.append(bench(name, args.steps, args.res))
         print(json.dumps(results[-1]), flush=True)
-    report = {
-        "machine": {
-            "platform": platform.platform(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
-        "results": results,
-    }
+    report = {"machine": machine(), "results": results}
     print(json.dumps(report, indent=2))
 
 

@@ -25,13 +25,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 from typing import Any, Callable
 
 import ipycanvas
 import numpy as np
 import PIL
+from common import machine, median_ms
 from ipycanvas import canvas as ipc
 from PIL import Image
 
@@ -62,17 +61,6 @@ class SizeRecorder:
 
     def __call__(self, content: Any, buffers: Any = None) -> None:
         self.sizes.append(sum(memoryview(b).nbytes for b in buffers or []))
-
-
-def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
 
 
 def bench_res(res: int, repeats: int, recorder: SizeRecorder) -> dict[str, Any]:
@@ -133,8 +121,7 @@ def main() -> None:
         json.dumps(
             {
                 "machine": {
-                    "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(),
+                    **machine(),
                     "cpu_count": os.cpu_count(),
                     "python": platform.python_version(),
                     "numpy": np.__version__,
