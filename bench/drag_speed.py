@@ -1,11 +1,16 @@
 """ms per drag step: our DragSession.step() against the official loop, same generator, same process.
 
     python bench/drag_speed.py [--res 256 512 default] [--points 1 5] [--device cpu] [--phases]
+    python bench/drag_speed.py --stylegan3 --res 256 --points 1   # StyleGAN3 T, R vs StyleGAN2
 
 Prints one JSON document: the machine, then per (model, points) the median ms of ours
 (with and without rendering the frame, in float32 and in the default precision 'auto', with
 what auto chose) and of the official step, and official / ours. ``--phases`` adds, per model,
 each phase of our default step against its floor (`phases.py`).
+
+``--stylegan3`` times instead, per resolution, our step on a StyleGAN3 of NVIDIA's config T
+and of config R against the StyleGAN2 above, all in float32 (the official DragGAN cannot
+drag a StyleGAN3, so there is no official baseline), and gives StyleGAN3 / StyleGAN2.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from draggan_widget.drag import DragConfig, DragSession
 from draggan_widget.gan.stylegan2 import Generator
 
 try:
+    from generator_speed import stylegan3_like
     from official_step import OfficialStep
     from phases import phase_rows
 except ImportError:  # run as a module from the repo root
+    from bench.generator_speed import stylegan3_like
     from bench.official_step import OfficialStep
     from bench.phases import phase_rows
 
@@ -129,6 +136,43 @@ def bench_one(G: Generator, name: str, n_points: int, device: torch.device, repe
     }
 
 
+def bench_stylegan3(
+    generators: dict[str, torch.nn.Module], n_points: int, device: torch.device, repeats: int
+) -> dict:
+    """Median ms of our step (with and without the frame) on each generator, taking turns
+    every round, and each one's time over the first's (the StyleGAN2 baseline)."""
+    res = next(iter(generators.values())).img_resolution
+    points = make_points(res, n_points)
+    cfg = DragConfig(stop_distance=0.5, precision="float32")  # never stops while timed
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fns, layers = {}, {}
+    for name, G in generators.items():
+        s = session_for(G, cfg, points, device)
+        fns[name] = lambda s=s: s.step(render=False)
+        fns[f"{name}_render"] = lambda s=s: s.step(render=True)
+        if hasattr(G.synthesis, "feature_layer"):
+            side = cfg.feature_side(res)
+            layers[name] = G.synthesis.layer_names[G.synthesis.feature_layer(side)]
+    ms = {k: round(v, 2) for k, v in timed(fns, repeats, 2, sync).items()}
+    base = next(iter(generators))
+    ratios = {}
+    for name in generators:
+        if name != base:
+            ratios[f"{name}_over_{base}"] = round(ms[name] / ms[base], 2)
+            ratios[f"{name}_render_over_{base}"] = round(
+                ms[f"{name}_render"] / ms[f"{base}_render"], 2
+            )
+    return {
+        "model": f"stylegan3-vs-stylegan2-{res}",
+        "resolution": res,
+        "feature_res": cfg.feature_side(res),
+        "feature_layers": layers,
+        "points": n_points,
+        **{f"{k}_ms": v for k, v in ms.items()},
+        **ratios,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--res", nargs="+", default=["default", "256", "512"])
@@ -136,10 +180,21 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--phases", action="store_true", help="each phase against its floor")
+    parser.add_argument(
+        "--stylegan3", action="store_true", help="StyleGAN3 T and R against StyleGAN2 instead"
+    )
     args = parser.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     results = []
     for res in args.res:
+        if args.stylegan3:
+            models = {"stylegan2": ffhq_like(int(res))}
+            models.update({f"stylegan3_{c.lower()}": stylegan3_like(int(res), c) for c in "TR"})
+            reps = args.repeats if int(res) <= 256 or device.type == "cuda" else 3
+            for n in args.points:
+                results.append(bench_stylegan3(models, n, device, reps))
+                print(json.dumps(results[-1]), flush=True)
+            continue
         if res == "default":
             from draggan_widget.gan.formats import load_generator
 
@@ -166,7 +221,11 @@ def main() -> None:
             "torch": torch.__version__,
             "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(),
         },
-        "baseline": "bench/official_step.py (official DragGAN step, same generator and process)",
+        "baseline": (
+            "our step on a StyleGAN2 of the same resolution (ffhq_like), same process"
+            if args.stylegan3
+            else "bench/official_step.py (official DragGAN step, same generator and process)"
+        ),
         "results": results,
     }
     print(json.dumps(report, indent=2))

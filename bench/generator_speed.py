@@ -1,6 +1,7 @@
 """ms per generator forward (batch 1, no grad, noise 'const'): our fast resampling vs references.
 
     python bench/generator_speed.py [--res 64 256 512] [--repeats 10] [--device cpu]
+    python bench/generator_speed.py --stylegan3 --res 256 512   # StyleGAN3 T and R vs StyleGAN2
 
 One process, one random FFHQ-like generator per resolution, timed five ways by swapping
 ops in `draggan_widget.gan.ops` (monkeypatch, same weights, same outputs to 1e-4):
@@ -18,6 +19,10 @@ ops in `draggan_widget.gan.ops` (monkeypatch, same weights, same outputs to 1e-4
   grouped "fused" convolution), which is what the generator did before both changes.
 
 Prints one JSON document: machine, configs, median ms of each, and reference / fast.
+
+``--stylegan3`` times instead, per resolution, a StyleGAN3 of NVIDIA's config T and of
+config R (``train.py --cfg=stylegan3-t / -r``: 14 layers, channel_base 32768 / 65536) against
+the StyleGAN2 above, same batch, same process, and gives StyleGAN3 / StyleGAN2.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from draggan_widget.gan import ops
+from draggan_widget.gan import ops, stylegan3
 from draggan_widget.gan.stylegan2 import Generator
 
 # NVIDIA's configs: 'paper256' (channel_base 16384) up to 256 px, 'stylegan2' (FFHQ 512).
@@ -55,6 +60,33 @@ def ffhq_like(res: int) -> Generator:
         img_channels=3,
         mapping_kwargs={"num_layers": 8},
         synthesis_kwargs={"channel_base": CHANNEL_BASE[res], "channel_max": 512},
+    )
+    return G.eval().requires_grad_(False)
+
+
+# NVIDIA's stylegan3 train.py: config R doubles the channels and uses 1x1 convolutions and
+# radial filters; both map with 2 layers.
+STYLEGAN3_CONFIGS = {
+    "T": {"channel_base": 32768, "channel_max": 512},
+    "R": {
+        "channel_base": 65536,
+        "channel_max": 1024,
+        "conv_kernel": 1,
+        "use_radial_filters": True,
+    },
+}
+
+
+def stylegan3_like(res: int, config: str) -> stylegan3.Generator:
+    """A random StyleGAN3 of NVIDIA's config ``'T'`` or ``'R'`` at ``res`` px."""
+    torch.manual_seed(0)
+    G = stylegan3.Generator(
+        z_dim=512,
+        c_dim=0,
+        w_dim=512,
+        img_resolution=res,
+        mapping_kwargs={"num_layers": 2},
+        synthesis_kwargs=STYLEGAN3_CONFIGS[config],
     )
     return G.eval().requires_grad_(False)
 
@@ -162,16 +194,55 @@ def bench_one(res: int, device: torch.device, repeats: int) -> dict:
     return out
 
 
+@torch.no_grad()
+def bench_stylegan3(
+    generators: dict[str, torch.nn.Module], device: torch.device, repeats: int
+) -> dict:
+    """Median ms per forward of each generator (batch 1, no grad), taking turns every round,
+    and each one's time over the first's (the StyleGAN2 baseline)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fns = {}
+    for name, G in generators.items():
+        G.to(device)
+        z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
+        fns[name] = lambda G=G, z=z: G(z, noise_mode="const")
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(2 + repeats):
+        for name, fn in fns.items():
+            sync()
+            t = time.perf_counter()
+            fn()
+            sync()
+            if round_ >= 2:
+                times[name].append((time.perf_counter() - t) * 1000)
+    ms = {name: round(statistics.median(v), 2) for name, v in times.items()}
+    base = next(iter(ms))
+    return {
+        "resolution": next(iter(generators.values())).img_resolution,
+        "repeats": repeats,
+        **{f"{name}_ms": v for name, v in ms.items()},
+        **{f"{name}_over_{base}": round(v / ms[base], 2) for name, v in ms.items() if name != base},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--res", nargs="+", type=int, default=[64, 256, 512])
     parser.add_argument("--repeats", type=int, default=10, help="timed runs (3 at 512 px on CPU)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    parser.add_argument(
+        "--stylegan3", action="store_true", help="StyleGAN3 T and R against StyleGAN2 instead"
+    )
     args = parser.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     results = []
     for res in args.res:
         repeats = args.repeats if res < 512 or device.type == "cuda" else min(args.repeats, 3)
+        if args.stylegan3:
+            models = {"stylegan2": ffhq_like(res)}
+            models.update({f"stylegan3_{c.lower()}": stylegan3_like(res, c) for c in "TR"})
+            results.append(bench_stylegan3(models, device, repeats))
+            continue
         results.append(bench_one(res, device, repeats))
     report = {
         "machine": {
@@ -191,6 +262,7 @@ def main() -> None:
             "noise_mode": "const",
             "grad": False,
             "timing": "median after 2 warm-up runs",
+            "stylegan3": STYLEGAN3_CONFIGS if args.stylegan3 else None,
         },
         "results": results,
     }

@@ -67,11 +67,14 @@ class OfficialStep:
                 idx = int(torch.argmin(dist.view(1, -1), -1).item())
                 width = right - left
                 self.points[j] = [idx // width + up, idx % width + left]
-        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-        loss = torch.zeros(())
+        dev = feat.device  # the distance maps and grids live where the features do (CUDA)
+        yy, xx = torch.meshgrid(
+            torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij"
+        )
+        loss = torch.zeros((), device=dev)
         for j, (py, px) in enumerate(self.points):  # supervision: full-image distance map per point
             ty, tx = self.targets[j]
-            direction = torch.tensor([tx - px, ty - py], dtype=torch.float32)
+            direction = torch.tensor([tx - px, ty - py], dtype=torch.float32, device=dev)
             if torch.linalg.norm(direction) > 1:
                 distance = ((xx - px) ** 2 + (yy - py) ** 2) ** 0.5
                 rel_i, rel_j = torch.where(distance < max(round(self.r1 / 512 * h), 1))

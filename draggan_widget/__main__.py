@@ -4,6 +4,7 @@
     python -m draggan_widget demo --model ffhq-512 --device cuda --steps 300
     python -m draggan_widget models                          # what --model accepts by name
     python -m draggan_widget version
+    python -m draggan_widget doctor                          # what to paste into an issue
 
 ``demo`` widens the smile of a generated face: it drags both corners of the mouth outward
 and up, by 4% of the image side each way, and writes the drag as a GIF with the points
@@ -19,7 +20,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 from . import __version__
 
@@ -40,20 +41,22 @@ class CommandError(Exception):
     """A mistake the user can fix (a bad path, an unknown model): reported in one line."""
 
 
-def demo_points(side: int) -> tuple[list[Point], list[Point]]:
+def demo_points(side: Union[int, tuple[int, int]]) -> tuple[list[Point], list[Point]]:
     """The demo's handles and targets in image pixels of a ``side``-px model.
 
-    Fractions of the side rather than pixels, so that the same drag makes sense on the 64-px
-    default model and on a 1024-px FFHQ one.
+    Fractions of the image rather than pixels, so that the same drag makes sense on the
+    64-px default model and on a 1024-px FFHQ one; x is a fraction of the width and y of
+    the height, so a portrait model (StyleGAN-Human's 2:1) keeps them on its image.
 
     Args:
-        side: the generator's ``img_resolution``.
+        side: the generator's ``img_resolution``, or its image's ``(height, width)``.
 
     Returns:
         ``(handles, targets)``, each a list of ``(x, y)``.
     """
-    handles = [(hx * side, hy * side) for (hx, hy), _ in DEMO_DRAG]
-    targets = [(tx * side, ty * side) for _, (tx, ty) in DEMO_DRAG]
+    height, width = (side, side) if isinstance(side, int) else side
+    handles = [(hx * width, hy * height) for (hx, hy), _ in DEMO_DRAG]
+    targets = [(tx * width, ty * height) for _, (tx, ty) in DEMO_DRAG]
     return handles, targets
 
 
@@ -100,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     version = commands.add_parser("version", help="print the versions of the package and torch")
     version.set_defaults(run=_version)
+
+    doctor = commands.add_parser(
+        "doctor", help="check the installation and run a short drag; exits 1 on a problem"
+    )
+    doctor.add_argument("--device", help="where the drag runs (default: CUDA, MPS, then CPU)")
+    doctor.add_argument(
+        "--steps", type=_positive_int, default=20, help="steps of the test drag (default 20)"
+    )
+    doctor.set_defaults(run=_doctor)
     return parser
 
 
@@ -122,13 +134,13 @@ def _demo(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
 
     session = DragSession(G, seed=args.seed, device=device)
-    handles, targets = demo_points(session.resolution)
+    handles, targets = demo_points(session.shape)
     session.set_points(handles, targets)
     pairs = ", ".join(
         f"({h[0]:.0f}, {h[1]:.0f}) -> ({t[0]:.0f}, {t[1]:.0f})" for h, t in zip(handles, targets)
     )
     print(
-        f"model {args.model}: {session.resolution} px, seed {args.seed}, {device}; "
+        f"model {args.model}: {session.width}x{session.height} px, seed {args.seed}, {device}; "
         f"widening the smile: {pairs}"
     )
 
@@ -170,20 +182,30 @@ def _describe(result: StepResult) -> str:
 def _models(args: argparse.Namespace) -> int:
     from .gan.registry import bundled_path, cache_dir, list_models
 
-    rows = [("name", "px", "format", "local", "description")]
+    rows = [("name", "px", "family", "aspect", "format", "local", "description")]
+    manual = []
     for m in list_models():
         local = "cached" if (cache_dir() / m.filename).is_file() else ""
+        if not local and m.manual is not None:
+            local = "manual"  # never downloaded; the steps are printed after the table
+            manual.append(m)
         if m.url is None:
             try:
                 bundled_path(m.filename)  # raises when the file is not there
                 local = "bundled"
             except FileNotFoundError:
                 local = "missing"
-        rows.append((m.name, str(m.resolution or "?"), m.format, local, m.description))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        px = str(m.resolution or "?")
+        rows.append((m.name, px, m.family, m.aspect, m.format, local, m.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths)]
-        print("  ".join([*cells, row[4]]))
+        print("  ".join([*cells, row[-1]]))
+    for m in manual:
+        print(
+            f"{m.name} (manual): download it by hand from {m.url}: {m.manual}; "
+            f"save it as {cache_dir() / m.filename}"
+        )
     print(f"downloads go to {cache_dir()} (set DRAGGAN_WIDGET_HOME to change it)")
     return 0
 
@@ -199,6 +221,12 @@ def _version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import doctor
+
+    return doctor(args.device, args.steps).exit_code
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the command line; returns the exit status instead of exiting.
 
@@ -206,8 +234,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         argv: the arguments after the program name; None reads ``sys.argv``.
 
     Returns:
-        0 on success, 2 for a usage error or a mistake the user can fix (reported on stderr
-        in one line, without a traceback), 130 when interrupted.
+        0 on success, 1 when ``doctor`` found a problem, 2 for a usage error or a mistake the
+        user can fix (reported on stderr in one line, without a traceback), 130 when
+        interrupted.
     """
     try:
         args = build_parser().parse_args(argv)

@@ -4,7 +4,8 @@ Frames of a drag come from ``session.trace``, the `StepResult` of every step of 
 drag. A result holds its image only if the step rendered one (``render=True``); an image
 that was not rendered cannot be made afterwards, because the latents of past steps are not
 kept. So run the drag with ``session.run(render=True)`` (the widget always renders), or let
-`record_drag` run it.
+`record_drag` run it. A long drag keeps only every k-th frame, evenly spread, to stay within
+`DragSession.frame_budget`; its GIF shows those.
 
 A saved session is two or three files next to each other::
 
@@ -16,7 +17,13 @@ A saved session is two or three files next to each other::
                                  a pivotally tuned copy that exists nowhere else
 
 The JSON holds the sha256 of each file beside it, so a latent from another save is refused
-instead of being silently paired with the wrong points.
+instead of being silently paired with the wrong points. A save writes every file to a
+temporary name first and renames them into place only when all are written, the JSON last,
+so a failed save leaves the previous one loadable.
+
+A session file may come from someone else, so `load_session` trusts nothing in it: sizes are
+bounded before anything is allocated, the model it names is never downloaded unless the
+caller allows it, and every fault is a `SessionFileError` that names the file.
 """
 
 from __future__ import annotations
@@ -40,13 +47,16 @@ from torch import Tensor
 
 from . import __version__
 from .drag import DragConfig, DragSession, StepResult
-from .gan.formats import load_generator, save_generator
-from .gan.stylegan2 import Generator
+from .gan.formats import WeightsFileError, load_generator, save_generator
+from .gan.formats.safe_pickle import torch_load_weights_only
+from .gan.registry import DownloadError
+from .gan.stylegan2 import Generator, image_shape
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "MissingExtraError",
+    "SessionFileError",
     "drag_frames",
     "generator_sha256",
     "load_latent",
@@ -69,6 +79,11 @@ SESSION_VERSION = 1
 LATENT_KEYS = ("ws", "w", "latent")  # ours, NVIDIA's projected_w.npz, DragGAN's inversion
 HANDLE_RGB, TARGET_RGB, ARROW_RGB = (230, 40, 40), (40, 90, 230), (255, 255, 255)
 VIDEO_HINT = "pip install 'draggan-widget[video]' (imageio and imageio-ffmpeg)"
+
+
+class SessionFileError(ValueError):
+    """A session file (or a file it names) is corrupt, truncated, foreign, inconsistent or
+    asks for too much; the message names the file. Nothing was loaded."""
 
 
 class MissingExtraError(RuntimeError):
@@ -130,18 +145,30 @@ def _upscale(image: np.ndarray, min_side: int) -> tuple[np.ndarray, int]:
     return np.repeat(np.repeat(image, k, axis=0), k, axis=1), k
 
 
-def _step_frames(
-    results: Sequence[StepResult], final: Optional[np.ndarray], overlay: bool, min_side: int
-) -> list[np.ndarray]:
-    """One frame per step (the image it tracked in, with its points), then ``final``."""
-    missing = [r.step for r in results if r.image is None]
-    if missing:
+def _rendered(results: Sequence[StepResult]) -> list[StepResult]:
+    """The steps that hold a frame: every step, or every k-th from the first where a long
+    drag thinned its frames to fit `DragSession.frame_budget`.
+
+    Raises:
+        ValueError: frames are missing otherwise (steps run without rendering).
+    """
+    kept = [i for i, r in enumerate(results) if r.image is not None]
+    stride = kept[1] - kept[0] if len(kept) > 1 else 1
+    if kept != list(range(0, len(results), stride)):
+        missing = [r.step for r in results if r.image is None]
         raise ValueError(
             f"step {missing[0]} of the drag has no image ({len(missing)} of {len(results)} "
             "steps lack one): images cannot be made afterwards; run the drag with "
             "session.run(render=True) or record_drag(session)"
         )
-    shown = [(r.image, r.points, r.targets) for r in results]
+    return [results[i] for i in kept]
+
+
+def _step_frames(
+    results: Sequence[StepResult], final: Optional[np.ndarray], overlay: bool, min_side: int
+) -> list[np.ndarray]:
+    """One frame per rendered step (the image it tracked in, with its points), then ``final``."""
+    shown = [(r.image, r.points, r.targets) for r in _rendered(results)]
     if final is not None:  # the last step moved the latent after its image was taken
         shown.append((final, results[-1].points, results[-1].targets))
     frames = []
@@ -183,7 +210,8 @@ def drag_frames(
                 "the session has no drag to export: set points and run it with "
                 "session.run(render=True), or use record_drag(session)"
             )
-        final = None if results[-1].done else source.image()
+        last_shown = results[-1].image is not None
+        final = None if results[-1].done and last_shown else source.image()
         return _step_frames(results, final, draw, min_side)
     items = list(source)
     if not items:
@@ -421,15 +449,16 @@ def _read_latent_file(path: Path) -> Any:
                 with np.load(path, allow_pickle=False) as npz:
                     arrays = {k: npz[k] for k in npz.files}
                 return arrays if len(arrays) != 1 else next(iter(arrays.values()))
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch_load_weights_only(path)  # its refusals never advise weights_only=False
     except (ValueError, OSError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:
         raise ValueError(
             f"{path} is not a latent file this package reads (a .npy, .npz or torch.save "
             f"file of plain tensors), or it is truncated: {exc}"
         ) from exc
-    except pickle.UnpicklingError as exc:  # weights_only refused an object, or not a pickle
+    except pickle.UnpicklingError as exc:  # an object refused, or not a pickle
         raise ValueError(
-            f"{path}: not loaded: it is not a torch.save file of plain tensors ({exc})"
+            f"{path}: not loaded: it is not a torch.save file of plain tensors ({exc}); "
+            "nothing in it was run"
         ) from exc
 
 
@@ -492,10 +521,20 @@ def _rle_encode(mask: np.ndarray) -> list[int]:
     return [0, *runs] if flat[0] else runs
 
 
-def _rle_decode(runs: Any, height: Any, width: Any) -> np.ndarray:
+def _rle_decode(runs: Any, height: Any, width: Any, max_side: int) -> np.ndarray:
+    """The ``height x width`` bool mask of `_rle_encode`'s runs.
+
+    The size is checked against ``max_side`` (the generator's longer side) before anything
+    is allocated: a session file could otherwise ask for a mask of any size.
+    """
     ok = isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0
     if not ok or not isinstance(runs, list) or not all(isinstance(r, int) and r >= 0 for r in runs):
         raise ValueError("the mask must have positive height and width and runs of ints >= 0")
+    if height > max_side or width > max_side:
+        raise ValueError(
+            f"the mask is {height}x{width}, larger than the generator's images "
+            f"({max_side} px on the longer side)"
+        )
     if sum(runs) != height * width:
         raise ValueError(f"the mask's runs cover {sum(runs)} pixels, not {height}x{width}")
     values = np.arange(len(runs)) % 2 == 1  # False, True, False, ...
@@ -513,6 +552,40 @@ def _session_paths(path: PathLike) -> tuple[Path, Path, Path]:
     )
 
 
+def _temporary(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def _session_doc(
+    session: DragSession, model: Optional[str], files: dict[str, Any]
+) -> dict[str, Any]:
+    """What the JSON of a saved session holds (see the module docstring)."""
+    G, mask = session.G, session.mask
+    return {
+        "format": SESSION_FORMAT,
+        "version": SESSION_VERSION,
+        "saved_by": f"draggan-widget {__version__}",
+        "model": {
+            "id": model,
+            "weights_sha256": generator_sha256(G),
+            "img_resolution": G.img_resolution,
+            "img_height": image_shape(G)[0],
+            "img_width": image_shape(G)[1],
+            "num_ws": G.num_ws,
+            "w_dim": G.w_dim,
+        },
+        "files": files,
+        "seed": session.seed,
+        "step_count": session.step_count,
+        "config": session.config.asdict(),
+        "handles": [list(p) for p in session.handles],
+        "targets": [list(p) for p in session.targets],
+        "mask": None
+        if mask is None
+        else {"height": mask.shape[0], "width": mask.shape[1], "rle": _rle_encode(mask)},
+    }
+
+
 def save_session(
     session: DragSession,
     path: PathLike,
@@ -523,6 +596,9 @@ def save_session(
     """Save a session so the drag can be continued or redone elsewhere (`load_session`).
 
     Stop any running drag first (the widget does): the session is read field by field.
+    All files are written to temporary names first and moved into place together, the JSON
+    last, so a save that fails (a full disk, a value JSON cannot hold) leaves an earlier save
+    at ``path`` as it was.
 
     Args:
         session: the session.
@@ -541,39 +617,24 @@ def save_session(
         raise ValueError(f"generator must be 'reference' or 'embed', got {generator!r}")
     json_path, latents_path, gen_path = _session_paths(path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    G = session.G
-    _write_via_temp(latents_path, lambda tmp: torch.save({"ws": session.ws.detach().cpu()}, tmp))
-    files: dict[str, Any] = {
-        "latents": {"name": latents_path.name, "sha256": _file_sha256(latents_path)}
-    }
-    if generator == "embed":
-        save_generator(G, gen_path)  # writes a temporary file and moves it into place
-        files["generator"] = {"name": gen_path.name, "sha256": _file_sha256(gen_path)}
-    mask = session.mask
-    doc = {
-        "format": SESSION_FORMAT,
-        "version": SESSION_VERSION,
-        "saved_by": f"draggan-widget {__version__}",
-        "model": {
-            "id": model,
-            "weights_sha256": generator_sha256(G),
-            "img_resolution": G.img_resolution,
-            "num_ws": G.num_ws,
-            "w_dim": G.w_dim,
-        },
-        "files": files,
-        "seed": session.seed,
-        "step_count": session.step_count,
-        "config": session.config.asdict(),
-        "handles": [list(p) for p in session.handles],
-        "targets": [list(p) for p in session.targets],
-        "mask": None
-        if mask is None
-        else {"height": mask.shape[0], "width": mask.shape[1], "rle": _rle_encode(mask)},
-    }
-    lines = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items())
-    text = "{\n" + lines + "\n}\n"  # a line per field: diffable
-    _write_via_temp(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    targets = [latents_path] + ([gen_path] if generator == "embed" else []) + [json_path]
+    temps = {target: _temporary(target) for target in targets}
+    try:
+        torch.save({"ws": session.ws.detach().cpu()}, temps[latents_path])
+        files: dict[str, Any] = {
+            "latents": {"name": latents_path.name, "sha256": _file_sha256(temps[latents_path])}
+        }
+        if generator == "embed":
+            save_generator(session.G, temps[gen_path])
+            files["generator"] = {"name": gen_path.name, "sha256": _file_sha256(temps[gen_path])}
+        doc = _session_doc(session, model, files)
+        lines = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items())
+        temps[json_path].write_text("{\n" + lines + "\n}\n", encoding="utf-8")  # diffable
+        for target in targets:  # the JSON last: it is what makes the new files the session
+            temps[target].replace(target)
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
     logger.info("saved session to %s", json_path)
     return json_path
 
@@ -583,12 +644,14 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no session file at {path}")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not a session file (not JSON, or truncated): {exc}") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise SessionFileError(
+            f"{path} is not a session file (not JSON, or truncated): {exc!r}"
+        ) from exc
     if not isinstance(doc, dict) or doc.get("format") != SESSION_FORMAT:
-        raise ValueError(f"{path} is JSON but not a draggan-widget session file")
+        raise SessionFileError(f"{path} is JSON but not a draggan-widget session file")
     if doc.get("version") != SESSION_VERSION:
-        raise ValueError(
+        raise SessionFileError(
             f"{path} is a session of format version {doc.get('version')!r}; this draggan-widget "
             f"({__version__}) reads version {SESSION_VERSION}"
         )
@@ -598,12 +661,14 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _checked_file(json_path: Path, entry: Any, what: str) -> Path:
     """A file named in the session, present and with the sha256 the session recorded."""
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-        raise ValueError(f"{json_path}: the entry for the {what} file is missing or malformed")
+        raise SessionFileError(
+            f"{json_path}: the entry for the {what} file is missing or malformed"
+        )
     path = json_path.with_name(Path(entry["name"]).name)  # never outside the session's folder
     if not path.is_file():
         raise FileNotFoundError(f"{json_path}: its {what} file {path} is missing")
     if _file_sha256(path) != entry.get("sha256"):
-        raise ValueError(
+        raise SessionFileError(
             f"{path} is not the {what} file saved with {json_path.name} (its sha256 differs): "
             "it was changed, truncated, or comes from another save"
         )
@@ -612,7 +677,7 @@ def _checked_file(json_path: Path, entry: Any, what: str) -> Path:
 
 def _config(json_path: Path, fields: Any) -> DragConfig:
     if not isinstance(fields, dict):
-        raise ValueError(f"{json_path}: 'config' must be an object")
+        raise SessionFileError(f"{json_path}: 'config' must be an object")
     known = {k: v for k, v in fields.items() if k in DragConfig.__dataclass_fields__}
     unknown = sorted(set(fields) - set(known))
     if unknown:
@@ -620,11 +685,11 @@ def _config(json_path: Path, fields: Any) -> DragConfig:
             "%s: ignoring config fields this version does not know: %s", json_path, unknown
         )
     if isinstance(known.get("feature_res"), float):
-        raise ValueError(f"{json_path}: config.feature_res must be an integer or null")
+        raise SessionFileError(f"{json_path}: config.feature_res must be an integer or null")
     try:
         return DragConfig(**known)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{json_path}: invalid config: {exc}") from exc
+        raise SessionFileError(f"{json_path}: invalid config: {exc}") from exc
 
 
 def _generator_for(
@@ -633,31 +698,43 @@ def _generator_for(
     entry: Any,
     G: Optional[Generator],
     on_mismatch: OnMismatch,
+    allow_download: bool,
 ) -> Generator:
     """The generator given, else the embedded one, else ``model.id``; checked against the save."""
     if not isinstance(model, dict):
-        raise ValueError(f"{json_path}: 'model' is missing or malformed")
+        raise SessionFileError(f"{json_path}: 'model' is missing or malformed")
     if G is None:
         if entry is not None:
             G = load_generator(_checked_file(json_path, entry, "generator"))
         elif isinstance(model.get("id"), str):
-            G = load_generator(model["id"])
+            try:
+                G = load_generator(model["id"], download=allow_download)
+            except DownloadError as exc:
+                raise DownloadError(
+                    f"{json_path} names the model {model['id']!r}: {exc}; to let a session "
+                    "file fetch it, pass load_session(..., allow_download=True)"
+                ) from exc
         else:
-            raise ValueError(
+            raise SessionFileError(
                 f"{json_path} names no model and embeds none: pass the generator, "
                 "load_session(path, G=...)"
             )
+    height, width = image_shape(G)
     arch = {k: getattr(G, k) for k in ("img_resolution", "num_ws", "w_dim")}
-    saved = {k: model.get(k) for k in arch}
+    arch.update(img_height=height, img_width=width)
+    shape_keys = ("img_height", "img_width")  # absent from files saved before portraits
+    saved = {k: model.get(k, arch[k] if k in shape_keys else None) for k in arch}
     if arch != saved:
-        raise ValueError(f"{json_path} was saved with a generator of {saved}; this one has {arch}")
+        raise SessionFileError(
+            f"{json_path} was saved with a generator of {saved}; this one has {arch}"
+        )
     if generator_sha256(G) != model.get("weights_sha256"):
         message = (
             f"{json_path} was saved with other weights (sha256 {model.get('weights_sha256')}, "
             f"model {model.get('id')!r}); the drag will not look the same"
         )
         if on_mismatch == "error":
-            raise ValueError(message + "; pass on_mismatch='warn' to load it anyway")
+            raise SessionFileError(message + "; pass on_mismatch='warn' to load it anyway")
         logger.warning(message)
     return G
 
@@ -665,12 +742,42 @@ def _generator_for(
 def _points(json_path: Path, doc: dict[str, Any], key: str) -> list[list[float]]:
     value = doc.get(key)
     ok = isinstance(value, list) and all(
-        isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p)
+        isinstance(p, list)
+        and len(p) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)
         for p in value
     )
     if not ok:
-        raise ValueError(f"{json_path}: '{key}' must be a list of [x, y] pairs")
+        raise SessionFileError(f"{json_path}: '{key}' must be a list of [x, y] pairs")
     return value
+
+
+def _mask(json_path: Path, mask_doc: Any, G: Generator) -> Optional[np.ndarray]:
+    if mask_doc is None:
+        return None
+    if not isinstance(mask_doc, dict):
+        raise SessionFileError(f"{json_path}: 'mask' must be an object or null")
+    try:
+        return _rle_decode(
+            mask_doc.get("rle"), mask_doc.get("height"), mask_doc.get("width"), G.img_resolution
+        )
+    except ValueError as exc:
+        raise SessionFileError(f"{json_path}: {exc}") from exc
+
+
+# What reading a hostile or damaged session can raise from inside json, numpy or torch; each
+# becomes a SessionFileError naming the file.
+SESSION_CONTENT_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    ZeroDivisionError,
+    RecursionError,
+    MemoryError,
+)
 
 
 def load_session(
@@ -679,6 +786,7 @@ def load_session(
     *,
     device: Union[str, torch.device, None] = None,
     on_mismatch: OnMismatch = "error",
+    allow_download: bool = False,
 ) -> DragSession:
     """Load a session saved by `save_session`: latent, points, mask, config and seed.
 
@@ -692,48 +800,69 @@ def load_session(
         device: see `DragSession` (None: CUDA, then MPS, then CPU).
         on_mismatch: when G's weights differ from the saved sha256: ``"error"`` or
             ``"warn"`` (e.g. to try a drag on a retrained model).
+        allow_download: let the saved model id (a URL or registry name) be downloaded when it
+            is not in the cache. Off by default: a session file from elsewhere must not make
+            this machine fetch things.
 
     Returns:
         A new `DragSession`.
 
     Raises:
         FileNotFoundError: the JSON or a file it names is missing.
-        ValueError: a corrupt, truncated, foreign or inconsistent file; another generator.
+        SessionFileError: (a ValueError naming the file) a corrupt, truncated, foreign,
+            oversized or inconsistent file; another generator.
+        WeightsFileError: the embedded generator or the model the session names is unusable.
+        DownloadError: the model named is not cached and ``allow_download`` is False, or its
+            download failed.
     """
     if on_mismatch not in ("error", "warn"):
         raise ValueError(f"on_mismatch must be 'error' or 'warn', got {on_mismatch!r}")
     json_path = _session_paths(path)[0]
+    try:
+        return _load_session(json_path, G, device, on_mismatch, allow_download)
+    except (SessionFileError, WeightsFileError, DownloadError, FileNotFoundError):
+        raise
+    except SESSION_CONTENT_ERRORS as exc:
+        raise SessionFileError(
+            f"{json_path}: the session cannot be loaded ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _load_session(
+    json_path: Path,
+    G: Optional[Generator],
+    device: Union[str, torch.device, None],
+    on_mismatch: OnMismatch,
+    allow_download: bool,
+) -> DragSession:
     doc = _read_json(json_path)
     config = _config(json_path, doc.get("config"))
     handles, targets = _points(json_path, doc, "handles"), _points(json_path, doc, "targets")
-    mask_doc = doc.get("mask")
-    mask = None
-    if mask_doc is not None:
-        if not isinstance(mask_doc, dict):
-            raise ValueError(f"{json_path}: 'mask' must be an object or null")
-        try:
-            mask = _rle_decode(mask_doc.get("rle"), mask_doc.get("height"), mask_doc.get("width"))
-        except ValueError as exc:
-            raise ValueError(f"{json_path}: {exc}") from exc
     seed, step_count = doc.get("seed"), doc.get("step_count", 0)
     if not (seed is None or (isinstance(seed, int) and not isinstance(seed, bool))):
-        raise ValueError(f"{json_path}: 'seed' must be an integer or null, got {seed!r}")
+        raise SessionFileError(f"{json_path}: 'seed' must be an integer or null, got {seed!r}")
     if not isinstance(step_count, int) or step_count < 0:
-        raise ValueError(f"{json_path}: 'step_count' must be an integer >= 0")
+        raise SessionFileError(f"{json_path}: 'step_count' must be an integer >= 0")
     files = doc.get("files")
     if not isinstance(files, dict):
-        raise ValueError(f"{json_path}: 'files' is missing or malformed")
+        raise SessionFileError(f"{json_path}: 'files' is missing or malformed")
     latents_path = _checked_file(json_path, files.get("latents"), "latents")
-    G = _generator_for(json_path, doc.get("model"), files.get("generator"), G, on_mismatch)
-    ws = _latent_shape(
-        _pick(_read_latent_file(latents_path), str(latents_path)), str(latents_path), G
+    G = _generator_for(
+        json_path, doc.get("model"), files.get("generator"), G, on_mismatch, allow_download
     )
+    mask = _mask(json_path, doc.get("mask"), G)
+    try:
+        ws = _latent_shape(
+            _pick(_read_latent_file(latents_path), str(latents_path)), str(latents_path), G
+        )
+    except ValueError as exc:
+        raise SessionFileError(str(exc)) from exc
     try:
         session = DragSession(G, w=ws, config=config, device=device)
         session.set_points(handles, targets)
         session.set_mask(mask)
     except ValueError as exc:
-        raise ValueError(f"{json_path}: {exc}") from exc
+        raise SessionFileError(f"{json_path}: {exc}") from exc
     session.seed = seed
     session.step_count = step_count
     logger.info("loaded session from %s", json_path)

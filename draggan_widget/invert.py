@@ -45,7 +45,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from tqdm import tqdm
 
-from .gan.stylegan2 import Generator
+from .gan.stylegan2 import Generator, image_shape
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +90,9 @@ ProgressCallback = Callable[[Progress], Optional[bool]]
 
 @dataclass
 class PreparedImage:
-    """A photo made ready for a generator: square, the model's side, RGB."""
+    """A photo made ready for a generator: the model's aspect and size, RGB."""
 
-    image: np.ndarray  # uint8 R x R x 3
+    image: np.ndarray  # uint8 H x W x 3, the model's image shape
     notes: list[str]  # what was done to the input, in words
 
 
@@ -106,7 +106,7 @@ class ProjectionReport:
     show it.
     """
 
-    target: np.ndarray  # uint8 R x R x 3, the prepared photo the latent was fitted to
+    target: np.ndarray  # uint8 H x W x 3, the prepared photo the latent was fitted to
     notes: list[str]  # what was done to the input (crop, resize, alpha, EXIF rotation)
     stages: list[str] = field(default_factory=list)  # per step: "w", "w+" or "pti"
     psnr: list[float] = field(default_factory=list)  # dB per step
@@ -199,13 +199,18 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     return img.convert("RGB")
 
 
-def prepare_image(image: ImageInput, resolution: int) -> PreparedImage:
-    """Make any image the generator's input: upright, RGB, centre square, ``resolution`` px.
+def prepare_image(image: ImageInput, resolution: Union[int, tuple[int, int]]) -> PreparedImage:
+    """Make any image the generator's input: upright, RGB, cropped at its centre to the
+    model's aspect, and resized to the model's size.
+
+    A portrait model (StyleGAN-Human's 2:1) gets the centre of the photo at 2:1, never a
+    square padded or squeezed into it.
 
     Args:
         image: a path, the bytes of an image file, a PIL image, or an array (``H x W``,
             ``H x W x 1|3|4``; uint8 or floats in [0, 1]).
-        resolution: the generator's side (``G.img_resolution``).
+        resolution: the generator's side (``G.img_resolution``) or its image's
+            ``(height, width)`` (`image_shape`).
 
     Returns:
         The image and notes on what was done (EXIF rotation, alpha, crop, resize); the notes
@@ -226,20 +231,32 @@ def prepare_image(image: ImageInput, resolution: int) -> PreparedImage:
         img = ImageOps.exif_transpose(img)
         notes.append(f"rotated upright (EXIF orientation {orientation})")
     img = _to_rgb(img, notes)
+    height, width = (resolution, resolution) if isinstance(resolution, int) else resolution
+    img = _crop_to_aspect(img, width, height, notes)
     w, h = img.size
-    if w != h:
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        img = img.crop((left, top, left + side, top + side))
-        notes.append(f"cropped the centre {side}x{side} of {w}x{h} (the model is square)")
-    side = img.size[0]
-    if side != resolution:
-        img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
-        verb = "downscaled" if side > resolution else "upscaled (expect blur)"
-        notes.append(f"{verb} {side}x{side} to the model's {resolution}x{resolution}")
+    if (w, h) != (width, height):
+        img = img.resize((width, height), Image.Resampling.LANCZOS)
+        verb = "downscaled" if w > width else "upscaled (expect blur)"
+        notes.append(f"{verb} {w}x{h} to the model's {width}x{height}")
     for note in notes:
         logger.info("input image: %s", note)
     return PreparedImage(np.asarray(img, dtype=np.uint8).copy(), notes)
+
+
+def _crop_to_aspect(img: Image.Image, width: int, height: int, notes: list[str]) -> Image.Image:
+    """The largest centred crop of ``img`` with the aspect ``width : height`` (sizes are
+    written width x height, as PIL does)."""
+    w, h = img.size
+    if w * height == h * width:
+        return img
+    if w * height > h * width:  # too wide: keep the full height
+        cw, ch = max(1, round(h * width / height)), h
+    else:  # too tall: keep the full width
+        cw, ch = w, max(1, round(w * height / width))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    kind = "square" if width == height else f"{width}x{height}, width x height"
+    notes.append(f"cropped the centre {cw}x{ch} of {w}x{h} (the model is {kind})")
+    return img.crop((left, top, left + cw, top + ch))
 
 
 # ---------------------------------------------------------------------------- image losses
@@ -530,7 +547,7 @@ def project(
     if not 0 <= w_fraction <= 1:
         raise ValueError(f"w_fraction must be in [0, 1], got {w_fraction!r}")
     t0 = time.perf_counter()
-    prepared = prepare_image(image, G.img_resolution)
+    prepared = prepare_image(image, image_shape(G))
     report = ProjectionReport(prepared.image, list(prepared.notes))
     device = _device(G)
     target = _to_tensor(prepared.image, device)
@@ -646,7 +663,7 @@ def pti(
     if tuple(ws.shape) != (1, G.num_ws, G.w_dim):
         raise ValueError(f"ws must have shape [1, {G.num_ws}, {G.w_dim}], got {list(ws.shape)}")
     t0 = time.perf_counter()
-    prepared = prepare_image(image, G.img_resolution)
+    prepared = prepare_image(image, image_shape(G))
     if report is None:
         report = ProjectionReport(prepared.image, list(prepared.notes))
     device = _device(G)

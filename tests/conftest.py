@@ -36,9 +36,18 @@ def load_bench(name: str) -> ModuleType:
 
 
 def make_generator(
-    *, img_resolution: int = 32, w_dim: int = 16, c_dim: int = 0, seed: int = 0, **synthesis
+    *,
+    img_resolution: int = 32,
+    w_dim: int = 16,
+    c_dim: int = 0,
+    seed: int = 0,
+    square: bool = True,
+    **synthesis,
 ) -> Generator:
-    """A random generator whose every parameter matters (noise strengths and biases non-zero)."""
+    """A random generator whose every parameter matters (noise strengths and biases non-zero).
+
+    ``square=False`` makes StyleGAN-Human's layout: ``img_resolution x img_resolution/2``.
+    """
     torch.manual_seed(seed)
     G = Generator(
         z_dim=w_dim,
@@ -48,6 +57,7 @@ def make_generator(
         img_channels=3,
         mapping_kwargs={"num_layers": 2},
         synthesis_kwargs={"channel_base": 32 * img_resolution, "channel_max": 32, **synthesis},
+        square=square,
     )
     with torch.no_grad():
         for name, p in G.named_parameters():
@@ -55,6 +65,22 @@ def make_generator(
                 p.add_(0.1 * torch.randn_like(p))
         G.mapping.w_avg.normal_(0, 0.1)
     return G.eval().requires_grad_(False)
+
+
+def portrait_of(G: Generator) -> Generator:
+    """StyleGAN-Human's 2:1 layout with a square generator's trained weights: the middle half
+    of each constant's columns. The convolutions see what they saw at the image's centre, so
+    a trained face model draws a narrow face: content a drag can move, unlike random weights.
+    """
+    P = Generator(**{**G.init_kwargs, "square": False})
+    state = {}
+    for key, value in G.state_dict().items():
+        if key.endswith("const"):  # the 4x4 input and every noise_const
+            quarter = value.shape[-1] // 4
+            value = value[..., quarter : 3 * quarter]
+        state[key] = value
+    P.load_state_dict(state)
+    return P.eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")

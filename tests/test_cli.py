@@ -41,8 +41,12 @@ def test_demo_points_scale_with_the_image_side():
 
 def test_models_lists_the_registry(capsys):
     assert main(["models"]) == 0
-    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:-1]]
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines[1:-1]]
     assert "default" in names and "ffhq-512" in names
+    assert lines[0].split()[:4] == ["name", "px", "family", "aspect"]
+    human = next(line.split() for line in lines if line.startswith("human-512"))
+    assert human[1:4] == ["512", "stylegan2", "1:2"]  # 512 high, 256 wide
 
 
 @pytest.mark.parametrize(

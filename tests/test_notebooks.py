@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import nbformat
@@ -14,6 +16,7 @@ from nbclient import NotebookClient
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 DEFAULT = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
 NEEDS_DEFAULT = {"01_quickstart.ipynb", "02_hyperparameters.ipynb", "04_colab_gpu.ipynb"}
+WHEEL = "/content/draggan_widget-0.1.0-py3-none-any.whl"
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
@@ -48,11 +51,42 @@ def test_notebook_04_without_the_package_or_a_source_says_what_to_set(monkeypatc
         exec(colab_install_cell(), {})
 
 
-def test_notebook_04_installs_from_the_source_in_the_environment(monkeypatch):
-    wheel = "/content/draggan_widget-0.1.0-py3-none-any.whl"
-    monkeypatch.setenv("DRAGGAN_WIDGET_SOURCE", wheel)
+def run_install_cell(monkeypatch) -> list:
+    """Execute the install cell in a fresh runtime with a source set; the pip calls it made."""
+    monkeypatch.setenv("DRAGGAN_WIDGET_SOURCE", WHEEL)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     calls = []
     monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)))
     exec(colab_install_cell(), {})
-    assert calls == [([sys.executable, "-m", "pip", "install", "-q", wheel], {"check": True})]
+    return calls
+
+
+def test_notebook_04_installs_from_the_source_in_the_environment(monkeypatch):
+    (cmd, kw), *more = run_install_cell(monkeypatch)
+    assert not more and kw == {"check": True}
+    assert cmd[:5] == [sys.executable, "-m", "pip", "install", "-q"] and cmd[-1] == WHEEL
+
+
+def test_notebook_04_cannot_replace_the_installed_torch(monkeypatch):
+    """Colab's torch is a CUDA build: the install pins it, and never asks pip to upgrade."""
+    ((cmd, _),) = run_install_cell(monkeypatch)
+    pins = Path(cmd[cmd.index("-c") + 1]).read_text().split()
+    assert pins == [f"torch=={importlib.metadata.version('torch')}"]
+    assert not {"-U", "--upgrade", "--force-reinstall", "--no-deps", "torch"} & set(cmd)
+
+
+def test_notebook_04_enables_colab_widgets_before_any_widget_is_shown(monkeypatch):
+    enabled = []
+    output = types.ModuleType("google.colab.output")
+    output.enable_custom_widget_manager = lambda: enabled.append(True)
+    colab = types.ModuleType("google.colab")
+    colab.output = output
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.output", output)
+    run_install_cell(monkeypatch)
+    assert enabled == [True]
+    nb = nbformat.read(NOTEBOOKS / "04_colab_gpu.ipynb", as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    install = next(i for i, s in enumerate(code) if "PACKAGE_SOURCE =" in s)
+    first_widget = next(i for i, s in enumerate(code) if "Widget(" in s)
+    assert install < first_widget

@@ -216,10 +216,15 @@ class DragConfig:
         """``(r1, r2)`` in pixels of an ``img_resolution`` image.
 
         They scale with the image side, but never shrink below what one feature pixel
-        needs: at 64 px the paper's r1 would be 0.4 px, a disc with no pixel in it.
+        needs: at 64 px the paper's r1 would be 0.4 px, a disc with no pixel in it. Nor do
+        they grow past the image's longer side: a search window of that radius already
+        covers the whole image from any handle, and a larger one only costs time and memory
+        (r2 = 4000 on a 64-px model asked for 9 GB in one step).
         """
         scale = img_resolution / PAPER_RES
-        return max(self.r1 * scale, MIN_R1_PX), max(self.r2 * scale, MIN_R2_PX)
+        r1 = min(max(self.r1 * scale, MIN_R1_PX), img_resolution)
+        r2 = min(max(self.r2 * scale, MIN_R2_PX), img_resolution)
+        return r1, r2
 
     def feature_side(self, img_resolution: int) -> int:
         """Side of the feature map the drag supervises, for an ``img_resolution`` model."""

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..gan.stylegan2 import Generator, SynthesisState
+from ..gan.stylegan2 import Generator, SynthesisState, image_shape
 from .config import DragConfig
 from .precision import autocast, loss_scale, resolve_precision
 from .supervision import (
@@ -36,6 +37,8 @@ from .tracking import patch_offsets, track_points
 
 Point = tuple[float, float]
 CONFIDENT_MATCH = 0.5  # a match this close (relative to the template's norm) updates it
+OUTSIDE_REGION = "is outside the painted region: it cannot move unless the region includes it"
+ON_TARGET = "is already on its target: there is nothing to drag"
 PointsLike = Sequence[Sequence[float]]
 
 
@@ -74,6 +77,7 @@ class _Snapshot:
     ws: Tensor
     handles: list[Point]
     targets: list[Point]
+    origins: list[Point]  # where each handle was placed, before drags moved it
 
 
 class _DragKey(NamedTuple):
@@ -119,6 +123,7 @@ class _Drag:
     arrived: Tensor  # [K] bool: handles that reached their target and rest (see `settle`)
     start: Tensor  # [K, 2] the handles when the drag started (see `anchor`)
     trace: list[StepResult] = field(default_factory=list)
+    frame_stride: int = 1  # the trace keeps the frame of every frame_stride-th step
 
     def ws(self) -> Tensor:
         k = self.key
@@ -164,6 +169,10 @@ def to_uint8(img: Tensor) -> np.ndarray:
 class DragSession:
     """Drag points on one generated image.
 
+    Attributes:
+        frame_budget: bytes of rendered frames the `trace` may hold (default 256 MiB: 85
+            frames at 1024 px, all of a 1000-step drag at 256 px); None keeps every frame.
+
     Args:
         G: a StyleGAN2 generator (see `load_generator`).
         seed: draw the latent from this seed (default ``config.seed``).
@@ -173,6 +182,8 @@ class DragSession:
         device: None picks CUDA, then MPS, then CPU. The generator is moved there.
         c: class label ``[1, c_dim]`` for conditional generators (default: class 0).
     """
+
+    frame_budget: Optional[int] = 256 << 20
 
     def __init__(
         self,
@@ -187,7 +198,8 @@ class DragSession:
         self.config = config if config is not None else DragConfig()
         self.device = pick_device(device)
         self.G = G.to(self.device).eval().requires_grad_(False)
-        self.resolution: int = G.img_resolution
+        self.resolution: int = G.img_resolution  # the longer side: radii scale with it
+        self.height, self.width = image_shape(G)
         self._c = self._label(c)
         self._lock = threading.RLock()
         self._mask: Optional[np.ndarray] = None
@@ -196,6 +208,7 @@ class DragSession:
         self._drag: Optional[_Drag] = None
         self._handles: list[Point] = []
         self._targets: list[Point] = []
+        self._origins: list[Point] = []  # where each handle was placed (see `reset`)
         self.step_count = 0
         self.seed: Optional[int] = None
         if w is None:
@@ -262,7 +275,7 @@ class DragSession:
 
     def _start_over(self, ws: Tensor) -> None:
         self._ws, self._ws_initial = ws, ws.clone()
-        self._handles, self._targets = [], []
+        self._handles, self._targets, self._origins = [], [], []
         self._undo.clear()
         self._redo.clear()
         self._drag = None
@@ -286,23 +299,35 @@ class DragSession:
         with self._lock:
             return None if self._mask is None else self._mask.copy()
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the image, as numpy's ``image.shape[:2]``."""
+        return self.height, self.width
+
     def _check_points(self, points: PointsLike, what: str) -> list[Point]:
         arr = np.asarray(points, dtype=np.float64)
         if arr.size == 0:
             return []
         if arr.ndim != 2 or arr.shape[1] != 2:
             raise ValueError(f"{what} must be a list of (x, y) pairs, got shape {list(arr.shape)}")
-        size = self.resolution
-        bad = ~np.isfinite(arr).all(axis=1) | (arr < 0).any(axis=1) | (arr > size).any(axis=1)
+        upper = np.array([self.width, self.height])
+        bad = ~np.isfinite(arr).all(axis=1) | (arr < 0).any(axis=1) | (arr > upper).any(axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"{what}[{i}] = {tuple(arr[i])} is off the image; x and y must lie in [0, {size}]"
+                f"{what}[{i}] = {tuple(arr[i])} is off the image; x must lie in "
+                f"[0, {self.width}] and y in [0, {self.height}]"
             )
         return [(float(x), float(y)) for x, y in arr]
 
     def set_points(self, handles: PointsLike, targets: PointsLike) -> None:
         """Set handle points and their targets, ``(x, y)`` in image pixels.
+
+        A handle passed back exactly where a drag left it keeps the place it was first put
+        at (what `reset` returns it to); any other handle is placed where it is given.
+
+        Warns:
+            UserWarning: once per call, naming every handle that cannot move (`stuck_points`).
 
         Raises:
             ValueError: unequal counts, a point off the image; the session is unchanged.
@@ -314,20 +339,29 @@ class DragSession:
                 f"need one target per handle, got {len(h)} handles and {len(t)} targets"
             )
         with self._lock:
+            placed = dict(zip(self._handles, self._origins))
             self._handles, self._targets = h, t
+            self._origins = [placed.get(p, p) for p in h]
             self._drag = None
+            self._warn_stuck()
 
     def set_mask(self, mask: Optional[np.ndarray]) -> None:
         """Restrict the change to a region: ``H x W`` bool or 0/1 array, True = may change.
+
+        Warns:
+            UserWarning: once per call, when a handle lies outside the region (see
+                `stuck_points`): it could not move.
 
         Raises:
             ValueError: wrong shape, or no pixel may change; the session is unchanged.
         """
         if mask is not None:
             arr = np.asarray(mask)
-            size = self.resolution
-            if arr.shape != (size, size):
-                raise ValueError(f"mask must have shape ({size}, {size}), got {arr.shape}")
+            if arr.shape != self.shape:
+                raise ValueError(
+                    f"mask must have the image's shape (height, width) = {self.shape}, "
+                    f"got {arr.shape}"
+                )
             arr = arr.astype(bool) if arr.dtype == bool else np.asarray(arr, dtype=np.float64) > 0.5
             if not arr.any():
                 raise ValueError(
@@ -337,6 +371,40 @@ class DragSession:
         with self._lock:
             self._mask = mask
             self._drag = None
+            self._warn_stuck()
+
+    def stuck_points(self) -> list[tuple[int, str]]:
+        """The handles a drag cannot move, and why, in words: ``[(index, reason), ...]``.
+
+        A handle outside the painted editable region is held where it is by the mask term;
+        either way a drag would run to ``max_steps`` without a visible change. Handles already
+        within the stop distance of their targets count only when every handle is: one such
+        handle among moving ones pins its point, a usual DragGAN move (hold the upper lip
+        while the lower one drops).
+        """
+        with self._lock:
+            mask, handles, targets = self._mask, self._handles, self._targets
+            stop = self.config.stop_px(max(len(handles), 1))
+        outside = [
+            i
+            for i, (hx, hy) in enumerate(handles)
+            if mask is not None and not _in_region(mask, hx, hy)
+        ]
+        on_target = [
+            i
+            for i, ((hx, hy), (tx, ty)) in enumerate(zip(handles, targets))
+            if np.hypot(tx - hx, ty - hy) <= stop and i not in outside
+        ]
+        pinned_only = bool(on_target) and len(on_target) + len(outside) == len(handles)
+        stuck = [(i, OUTSIDE_REGION) for i in outside]
+        stuck += [(i, ON_TARGET) for i in on_target] if pinned_only else []
+        return sorted(stuck)
+
+    def _warn_stuck(self) -> None:
+        stuck = self.stuck_points()
+        if stuck:
+            text = "; ".join(f"handle {i + 1} {why}" for i, why in stuck)
+            warnings.warn(text, UserWarning, stacklevel=3)
 
     # -------------------------------------------------------------------- step
 
@@ -357,7 +425,8 @@ class DragSession:
         """
         with self._precision():
             state = self.G.synthesis.begin(ws, until_res=side, noise_mode="const", force_fp32=True)
-        return SynthesisState(state.x.float(), state.img.float(), state.res)
+        # _replace, not a new SynthesisState: a StyleGAN3 state carries more fields
+        return state._replace(x=state.x.float(), img=state.img.float())
 
     def _tracked(self, ws: Tensor, state: SynthesisState, side: int) -> SynthesisState:
         """The state whose features the tracker searches: ``state`` itself, or the synthesis
@@ -368,7 +437,7 @@ class DragSession:
             state = self.G.synthesis.advance(
                 ws.detach(), state, until_res=side, noise_mode="const", force_fp32=True
             )
-        return SynthesisState(state.x.float(), state.img.float(), state.res)
+        return state._replace(x=state.x.float(), img=state.img.float())
 
     def _start_drag(self) -> _Drag:
         cfg = self.config
@@ -446,13 +515,38 @@ class DragSession:
                 image,
                 (time.perf_counter() - t0) * 1000,
             )
-            drag.trace.append(result)
+            self._record(drag, result)
             return result
+
+    def _record(self, drag: _Drag, result: StepResult) -> None:
+        """Add ``result`` to the drag's trace, its frame only while the frames fit
+        `frame_budget`.
+
+        A step's frame is 3 MiB at 1024 px, so a 1000-step drag would hold 3 GB. When the
+        kept frames pass the budget, every other one is dropped (its step stays in the trace,
+        without the image) and from then on only every ``frame_stride``-th step keeps its
+        frame: the frames stay evenly spread over the whole drag, as `export.save_gif`
+        needs. At least two are kept. The caller's ``result`` keeps its image.
+        """
+        index = len(drag.trace)
+        if result.image is not None and index % drag.frame_stride:
+            result = replace(result, image=None)
+        drag.trace.append(result)
+        if result.image is None or self.frame_budget is None:
+            return
+        kept = sum(r.image is not None for r in drag.trace)
+        while kept > 2 and kept * result.image.nbytes > self.frame_budget:
+            drag.frame_stride *= 2
+            drag.trace = [
+                replace(r, image=None) if i % drag.frame_stride and r.image is not None else r
+                for i, r in enumerate(drag.trace)
+            ]
+            kept = sum(r.image is not None for r in drag.trace)
 
     def _supervise(self, drag: _Drag, cfg: DragConfig) -> _Supervised:
         """Forward to the feature block, track, and back-propagate the loss (no update yet)."""
-        size = self.resolution
-        r1, r2 = cfg.radii_px(size)
+        size = self.shape
+        r1, r2 = cfg.radii_px(self.resolution)
         handles = torch.tensor(self._handles, dtype=torch.float32, device=self.device)
         targets = torch.tensor(self._targets, dtype=torch.float32, device=self.device)
         drag.optimizer.zero_grad(set_to_none=True)
@@ -461,7 +555,7 @@ class DragSession:
             state = self._features(ws, drag.key.feature_side)
             feat = state.x
             seen = self._tracked(ws, state, drag.key.track_side)
-            patch = drag.key.patch(size, self.device)
+            patch = drag.key.patch(self.resolution, self.device)
             with torch.no_grad():
                 handles, match = track_points(
                     seen.x,
@@ -493,7 +587,7 @@ class DragSession:
                 )
                 if self._mask is not None and cfg.lambda_mask > 0:
                     editable = downsample_mask(
-                        torch.from_numpy(self._mask).to(self.device), feat.shape[-1]
+                        torch.from_numpy(self._mask).to(self.device), feat.shape[-2:]
                     )
                     fixed = fixed_region_loss(feat, drag.feat0, editable, beta=cfg.mask_beta)
                     if cfg.mask_image:
@@ -518,7 +612,7 @@ class DragSession:
                     raise FloatingPointError(
                         f"the latent's gradient is not finite; lower lr (now {cfg.lr})"
                     )
-        state = SynthesisState(seen.x.detach(), seen.img.detach(), seen.res)
+        state = seen._replace(x=seen.x.detach(), img=seen.img.detach())
         scale = _lr_scale(dist[~arrived], cfg.slow_down)
         return _Supervised(handles, dist, loss.detach(), done, state, ws, templates, arrived, scale)
 
@@ -528,7 +622,7 @@ class DragSession:
         if cfg.anchor == 0:
             return None
         start = drag.start[:, None, :] + offsets[None]
-        return sample_features(drag.feat0, start, self.resolution)
+        return sample_features(drag.feat0, start, self.shape)
 
     def _arrived(self, before: Tensor, dist: Tensor, cfg: DragConfig) -> Tensor:
         """Which handles rest: those within ``settle`` of the stop distance, and those that
@@ -546,7 +640,7 @@ class DragSession:
     def _sample_templates(self, feat: Tensor, handles: Tensor, patch: Optional[Tensor]) -> Tensor:
         """What the tracker looks for: ``[K, C]`` features at the handles, or their patches."""
         points = handles if patch is None else handles[:, None, :] + patch[None]
-        return sample_features(feat, points, self.resolution)
+        return sample_features(feat, points, self.shape)
 
     def _adapt_templates(
         self,
@@ -597,7 +691,11 @@ class DragSession:
 
     @property
     def trace(self) -> list[StepResult]:
-        """The results of the steps of the current (or last) drag, in order."""
+        """The results of the steps of the current (or last) drag, in order.
+
+        Rendered frames are kept within `frame_budget`: in a long drag only every k-th
+        step's result still holds its image (evenly spaced from the first step).
+        """
         with self._lock:
             return [] if self._drag is None else list(self._drag.trace)
 
@@ -622,11 +720,14 @@ class DragSession:
             return bool(self._redo)
 
     def _snapshot(self) -> _Snapshot:
-        return _Snapshot(self._ws.clone(), list(self._handles), list(self._targets))
+        return _Snapshot(
+            self._ws.clone(), list(self._handles), list(self._targets), list(self._origins)
+        )
 
     def _restore(self, snap: _Snapshot) -> None:
         self._ws = snap.ws.clone()
         self._handles, self._targets = list(snap.handles), list(snap.targets)
+        self._origins = list(snap.origins)
         self._drag = None
 
     def undo(self) -> bool:
@@ -648,12 +749,21 @@ class DragSession:
             return True
 
     def reset(self) -> None:
-        """Back to the starting latent, with the points as they were before the first drag.
+        """Back to the starting latent and a step count of 0, keeping the current pairs.
 
+        Each handle goes back to where it was placed, before drags moved it, so that Start
+        runs the same drag again; pairs removed since stay removed, pairs added stay.
         Undoable: the state before the reset goes on the undo stack.
         """
         with self._lock:
-            first = self._undo[0] if self._undo else self._snapshot()
             self._undo.append(self._snapshot())
             self._redo.clear()
-            self._restore(_Snapshot(self._ws_initial, first.handles, first.targets))
+            origins = list(self._origins)
+            self._restore(_Snapshot(self._ws_initial, origins, list(self._targets), origins))
+            self.step_count = 0
+
+
+def _in_region(mask: np.ndarray, x: float, y: float) -> bool:
+    """Whether image point ``(x, y)`` lies on an editable pixel of ``mask`` (``H x W`` bool)."""
+    h, w = mask.shape
+    return bool(mask[min(int(y), h - 1), min(int(x), w - 1)])

@@ -9,29 +9,44 @@ release uses, so both give the same values at the same image-pixel positions.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+ImageSize = Union[int, tuple[int, int]]
+"""A square image's side, or ``(height, width)`` (images need not be square)."""
 
-def to_grid(xy: Tensor, img_size: int) -> Tensor:
+
+def image_hw(img_size: ImageSize) -> tuple[int, int]:
+    """``(height, width)`` of an `ImageSize`."""
+    if isinstance(img_size, (tuple, list, torch.Size)):
+        height, width = img_size
+        return int(height), int(width)
+    return int(img_size), int(img_size)
+
+
+def to_grid(xy: Tensor, img_size: ImageSize) -> Tensor:
     """Image coordinates ``(x, y)`` -> ``grid_sample`` coordinates in [-1, 1].
 
     Image coordinates are continuous, as in PIL and canvas mouse events: pixel ``i`` covers
-    ``[i, i + 1)`` and its centre is ``i + 0.5``.
+    ``[i, i + 1)`` and its centre is ``i + 0.5``. x is scaled by the width, y by the height.
     """
-    return xy * (2.0 / img_size) - 1.0
+    height, width = image_hw(img_size)
+    if height == width:
+        return xy * (2.0 / width) - 1.0
+    scale = torch.tensor([2.0 / width, 2.0 / height], dtype=xy.dtype, device=xy.device)
+    return xy * scale - 1.0
 
 
-def sample_features(feat: Tensor, xy: Tensor, img_size: int) -> Tensor:
+def sample_features(feat: Tensor, xy: Tensor, img_size: ImageSize) -> Tensor:
     """Bilinear feature values at image-pixel positions.
 
     Args:
         feat: ``[1, C, h, w]`` feature map covering the whole image.
         xy: ``[..., 2]`` positions ``(x, y)`` in pixels of an ``img_size`` image.
-        img_size: side of the image the positions refer to.
+        img_size: the image the positions refer to: its side, or ``(height, width)``.
 
     Returns:
         ``[..., C]``.
@@ -70,7 +85,7 @@ def motion_loss(
     shifts: Tensor,
     offsets: Tensor,
     *,
-    img_size: int,
+    img_size: ImageSize,
     active: Tensor,
     anchor: Optional[Tensor] = None,
     anchor_weight: float = 0.0,
@@ -91,7 +106,7 @@ def motion_loss(
         handles: ``[K, 2]`` handle positions (image px).
         shifts: ``[K, 2]`` shift per handle (see `shift_vectors`).
         offsets: ``[M, 2]`` disc offsets (see `disc_offsets`).
-        img_size: image side the positions refer to.
+        img_size: the image the positions refer to: its side, or ``(height, width)``.
         active: ``[K]`` bool; arrived handles contribute nothing.
         anchor: ``[K, M, C]`` features at the same disc offsets around each handle's
             position when the drag started, in the features of that moment.
@@ -123,9 +138,10 @@ def rebalance_scale(active: Tensor) -> Tensor:
     return len(active) / active.sum().clamp(min=1).to(torch.float32)
 
 
-def downsample_mask(mask: Tensor, side: int) -> Tensor:
-    """``[H, W]`` editable-region mask (1 = may change) -> ``[1, 1, side, side]`` area average."""
-    return F.interpolate(mask[None, None].float(), size=(side, side), mode="area")
+def downsample_mask(mask: Tensor, side: ImageSize) -> Tensor:
+    """``[H, W]`` editable-region mask (1 = may change) -> ``[1, 1, h, w]`` area average, where
+    ``side`` is the feature map's side or its ``(h, w)``."""
+    return F.interpolate(mask[None, None].float(), size=image_hw(side), mode="area")
 
 
 def fixed_region_loss(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .supervision import sample_features
+from .supervision import ImageSize, image_hw, sample_features
 
 
 def window_offsets(radius: float, *, device: torch.device | None = None) -> Tensor:
@@ -36,7 +36,7 @@ def patch_offsets(size: int, cell: float, *, device: torch.device | None = None)
 
 
 def _match_distance(
-    feat: Tensor, templates: Tensor, cand: Tensor, img_size: int, patch: Tensor | None
+    feat: Tensor, templates: Tensor, cand: Tensor, img_size: ImageSize, patch: Tensor | None
 ) -> Tensor:
     """``[K, S]`` distance of each candidate's feature (or patch) to its handle's template.
 
@@ -66,7 +66,7 @@ def track_points(
     handles: Tensor,
     *,
     radius: float,
-    img_size: int,
+    img_size: ImageSize,
     subpixel: bool = False,
     max_move: float | None = None,
     patch: Tensor | None = None,
@@ -78,7 +78,7 @@ def track_points(
         templates: ``[K, C]`` each handle's reference feature, or ``[K, P, C]`` its patch.
         handles: ``[K, 2]`` current positions ``(x, y)`` in image coordinates.
         radius: half side of the square search window (image px), as the paper's r2.
-        img_size: image side.
+        img_size: the image's side, or its ``(height, width)``.
         subpixel: refine the best grid position with a quadratic fit of the distances.
         max_move: if set, candidates farther than this from the handle are not considered,
             so a handle cannot jump to a look-alike feature elsewhere in the window.
@@ -86,7 +86,9 @@ def track_points(
             None matches the single feature at each candidate (the paper).
 
     Returns:
-        ``(new_handles [K, 2], match_distance [K])``, positions clamped to the image.
+        ``(new_handles [K, 2], match_distance [K])``, positions clamped to the image
+        (x to its width, y to its height). Candidates past a border see the border's
+        features (`sample_features` pads with them), so a window may overhang the image.
     """
     offsets = window_offsets(radius, device=feat.device)  # [S*S, 2]
     side = int(round(offsets.shape[0] ** 0.5))
@@ -100,7 +102,9 @@ def track_points(
     best_dist = dist.gather(1, best[:, None])[:, 0]
     if subpixel:
         new = new + _refine(dist.reshape(-1, side, side), best, side)
-    return new.clamp(0, img_size), best_dist
+    height, width = image_hw(img_size)
+    upper = torch.tensor([width, height], dtype=new.dtype, device=new.device)
+    return torch.minimum(new.clamp_min(0), upper), best_dist
 
 
 def _refine(dist: Tensor, best: Tensor, side: int) -> Tensor:

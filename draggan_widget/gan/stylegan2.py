@@ -8,6 +8,11 @@ DragGAN needs the features of one intermediate block with gradients, and the ima
 them. ``SynthesisNetwork.begin`` runs the blocks up to a resolution and returns their state;
 ``SynthesisNetwork.finish`` runs the rest, so no block is computed twice and none is computed
 with autograd unless the caller asks for it.
+
+Images need not be square. StyleGAN-Human's variant (``square=False``) draws 2:1 portraits:
+its first constant is 4 x 2 and every block of resolution ``res`` works at ``res x res/2``.
+As in its code, ``img_resolution`` and a block's ``resolution`` name the longer side (the
+height); ``img_height`` and ``img_width`` give both.
 """
 
 from __future__ import annotations
@@ -25,6 +30,21 @@ from . import ops
 NoiseMode = Literal["const", "random", "none"]
 NOISE_MODES = ("const", "random", "none")
 DEFAULT_FILTER = (1, 3, 3, 1)
+
+
+def block_shape(resolution: int, square: bool = True) -> tuple[int, int]:
+    """``(height, width)`` of a block's features: square, or StyleGAN-Human's 2:1 portrait."""
+    return (resolution, resolution) if square else (resolution, resolution // 2)
+
+
+def image_shape(G: nn.Module) -> tuple[int, int]:
+    """``(height, width)`` of the images a generator draws.
+
+    Any generator with NVIDIA's interface: ours carry ``img_height`` and ``img_width``;
+    one that has only ``img_resolution`` draws square images.
+    """
+    side = int(G.img_resolution)
+    return int(getattr(G, "img_height", side)), int(getattr(G, "img_width", side))
 
 
 def check_shape(x: Tensor, shape: Sequence[Optional[int]], name: str) -> None:
@@ -156,9 +176,11 @@ class SynthesisLayer(nn.Module):
         resample_filter: Sequence[float] = DEFAULT_FILTER,
         conv_clamp: Optional[float] = None,
         channels_last: bool = False,
+        square: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
+        self.shape = block_shape(resolution, square)
         self.up, self.use_noise, self.activation, self.conv_clamp = (
             up,
             use_noise,
@@ -171,7 +193,7 @@ class SynthesisLayer(nn.Module):
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         if use_noise:
-            self.register_buffer("noise_const", torch.randn(resolution, resolution))
+            self.register_buffer("noise_const", torch.randn(self.shape))
             self.noise_strength = nn.Parameter(torch.zeros([]))
 
     def forward(
@@ -184,7 +206,7 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)  # [N, I]
         noise = None
         if self.use_noise and noise_mode == "random":
-            shape = (x.shape[0], 1, self.resolution, self.resolution)
+            shape = (x.shape[0], 1, *self.shape)
             noise = torch.randn(shape, device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
@@ -197,7 +219,7 @@ class SynthesisLayer(nn.Module):
             padding=self.padding,
             resample_filter=self.resample_filter,
             fused=fused_modconv,
-        )  # [N, O, res, res]
+        )  # [N, O, *self.shape]
         return ops.bias_act(x, self.bias.to(x.dtype), act=self.activation, clamp=self.conv_clamp)
 
     def extra_repr(self) -> str:
@@ -231,6 +253,11 @@ class ToRGBLayer(nn.Module):
         return ops.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
 
+# Where blocks trained in fp16 (``use_fp16``) run in float16, as NVIDIA's code does: on CUDA
+# only, CPUs being slow at it. Tests add "cpu" to check that branch without a GPU.
+FP16_DEVICE_TYPES: frozenset[str] = frozenset({"cuda"})
+
+
 class SynthesisBlock(nn.Module):
     """One resolution: (const | 2x-up conv), conv, and a toRGB added to the upsampled image."""
 
@@ -247,6 +274,7 @@ class SynthesisBlock(nn.Module):
         conv_clamp: Optional[float] = None,
         use_fp16: bool = False,
         fp16_channels_last: bool = False,
+        square: bool = True,
         **layer_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -257,7 +285,7 @@ class SynthesisBlock(nn.Module):
         self.in_channels, self.resolution, self.use_fp16 = in_channels, resolution, use_fp16
         self.register_buffer("resample_filter", ops.setup_filter(resample_filter))
         if in_channels == 0:
-            self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
+            self.const = nn.Parameter(torch.randn(out_channels, *block_shape(resolution, square)))
         else:
             self.conv0 = SynthesisLayer(
                 in_channels,
@@ -267,10 +295,17 @@ class SynthesisBlock(nn.Module):
                 up=2,
                 resample_filter=resample_filter,
                 conv_clamp=conv_clamp,
+                square=square,
                 **layer_kwargs,
             )
         self.conv1 = SynthesisLayer(
-            out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp, **layer_kwargs
+            out_channels,
+            out_channels,
+            w_dim,
+            resolution,
+            conv_clamp=conv_clamp,
+            square=square,
+            **layer_kwargs,
         )
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.num_conv = 1 if in_channels == 0 else 2
@@ -289,14 +324,15 @@ class SynthesisBlock(nn.Module):
         """Run the block.
 
         Args:
-            x: ``[N, in_channels, res/2, res/2]`` features, or None for the first block.
-            img: ``[N, img_channels, res/2, res/2]`` image so far, or None.
+            x: ``[N, in_channels, h/2, w/2]`` features, or None for the first block.
+            img: ``[N, img_channels, h/2, w/2]`` image so far, or None.
             ws: ``[N, num_conv + num_torgb, w_dim]``.
 
         Returns:
-            ``(x [N, out_channels, res, res], img [N, img_channels, res, res] float32)``.
+            ``(x [N, out_channels, h, w], img [N, img_channels, h, w] float32)``, where
+            ``h x w`` is the block's shape (``res x res``, or ``res x res/2`` for a portrait).
         """
-        fp16 = self.use_fp16 and not force_fp32 and ws.device.type == "cuda"
+        fp16 = self.use_fp16 and not force_fp32 and ws.device.type in FP16_DEVICE_TYPES
         dtype = torch.float16 if fp16 else torch.float32
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
@@ -315,13 +351,16 @@ class SynthesisBlock(nn.Module):
 class SynthesisState(NamedTuple):
     """Where a partial synthesis stopped: the features and image after block ``res``."""
 
-    x: Tensor  # [N, C, res, res] output features of block `res`
-    img: Tensor  # [N, img_channels, res, res] skip-connected image so far
+    x: Tensor  # [N, C, h, w] output features of block `res` (h = res; w = res or res/2)
+    img: Tensor  # [N, img_channels, h, w] skip-connected image so far
     res: int
 
 
 class SynthesisNetwork(nn.Module):
-    """ws -> image, one SynthesisBlock per resolution from 4 up to ``img_resolution``."""
+    """ws -> image, one SynthesisBlock per resolution from 4 up to ``img_resolution``.
+
+    ``square=False`` is StyleGAN-Human's layout: ``img_resolution x img_resolution/2`` images.
+    """
 
     def __init__(
         self,
@@ -331,6 +370,7 @@ class SynthesisNetwork(nn.Module):
         channel_base: int = 32768,
         channel_max: int = 512,
         num_fp16_res: int = 0,
+        square: bool = True,
         **block_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -338,6 +378,8 @@ class SynthesisNetwork(nn.Module):
         if img_resolution < 4 or img_resolution != 2**log2:
             raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
+        self.square = square
+        self.img_height, self.img_width = block_shape(img_resolution, square)
         self.channel_base, self.channel_max, self.num_fp16_res = (
             channel_base,
             channel_max,
@@ -356,6 +398,7 @@ class SynthesisNetwork(nn.Module):
                 img_channels=img_channels,
                 is_last=res == img_resolution,
                 use_fp16=res >= fp16_resolution,
+                square=square,
                 **block_kwargs,
             )
             self.num_ws += block.num_conv
@@ -465,49 +508,22 @@ class SynthesisNetwork(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}, "
-            f"channels={self.channels}"
+            f"w_dim={self.w_dim}, num_ws={self.num_ws}, "
+            f"image={self.img_height}x{self.img_width}, channels={self.channels}"
         )
 
 
-class Generator(nn.Module):
-    """StyleGAN2 generator: ``MappingNetwork`` followed by ``SynthesisNetwork``.
+class MappedGenerator(nn.Module):
+    """What every generator here shares outside its synthesis network: the constructor
+    arguments NVIDIA's pickles record, and ``G(z, c)`` = synthesis of the mapped ``w``.
 
-    Args:
-        z_dim: latent size (0 allowed for purely conditional models).
-        c_dim: class-label size, 0 for unconditional models.
-        w_dim: style size.
-        img_resolution: output side, a power of two.
-        img_channels: 3 for RGB.
-        mapping_kwargs: MappingNetwork options (num_layers, lr_multiplier, ...).
-        synthesis_kwargs: SynthesisNetwork options (channel_base, channel_max, num_fp16_res,
-            conv_clamp, ...).
+    Subclasses set ``z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs,
+    synthesis_kwargs``, ``mapping`` and ``synthesis``.
     """
-
-    def __init__(
-        self,
-        z_dim: int,
-        c_dim: int,
-        w_dim: int,
-        img_resolution: int,
-        img_channels: int = 3,
-        mapping_kwargs: Optional[dict] = None,
-        synthesis_kwargs: Optional[dict] = None,
-    ) -> None:
-        super().__init__()
-        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
-        self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.mapping_kwargs = dict(mapping_kwargs or {})
-        self.synthesis_kwargs = dict(synthesis_kwargs or {})
-        self.synthesis = SynthesisNetwork(
-            w_dim, img_resolution, img_channels, **self.synthesis_kwargs
-        )
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, **self.mapping_kwargs)
 
     @property
     def init_kwargs(self) -> dict[str, Any]:
-        """The constructor arguments, enough to rebuild this architecture (saved with weights)."""
+        """The constructor arguments: ``type(G)(**G.init_kwargs)`` rebuilds the architecture."""
         return {
             "z_dim": self.z_dim,
             "c_dim": self.c_dim,
@@ -531,7 +547,60 @@ class Generator(nn.Module):
         ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas=update_emas)
         return self.synthesis(ws, **synthesis_kwargs)
 
+
+class Generator(MappedGenerator):
+    """StyleGAN2 generator: ``MappingNetwork`` followed by ``SynthesisNetwork``.
+
+    Args:
+        z_dim: latent size (0 allowed for purely conditional models).
+        c_dim: class-label size, 0 for unconditional models.
+        w_dim: style size.
+        img_resolution: the image's longer side (its height), a power of two.
+        img_channels: 3 for RGB.
+        mapping_kwargs: MappingNetwork options (num_layers, lr_multiplier, ...).
+        synthesis_kwargs: SynthesisNetwork options (channel_base, channel_max, num_fp16_res,
+            conv_clamp, ...).
+        square: False for StyleGAN-Human's 2:1 portraits (``img_height = img_resolution``,
+            ``img_width = img_resolution / 2``), as its own code names the option.
+    """
+
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int = 3,
+        mapping_kwargs: Optional[dict] = None,
+        synthesis_kwargs: Optional[dict] = None,
+        square: bool = True,
+    ) -> None:
+        super().__init__()
+        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
+        self.img_resolution, self.img_channels = img_resolution, img_channels
+        self.square = bool(square)
+        self.img_height, self.img_width = block_shape(img_resolution, self.square)
+        self.mapping_kwargs = dict(mapping_kwargs or {})
+        self.synthesis_kwargs = dict(synthesis_kwargs or {})
+        self.synthesis = SynthesisNetwork(
+            w_dim, img_resolution, img_channels, square=self.square, **self.synthesis_kwargs
+        )
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, **self.mapping_kwargs)
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        """The constructor arguments, enough to rebuild this architecture (saved with weights).
+
+        ``square`` appears only when False, so square generators save what they always did.
+        """
+        kwargs = super().init_kwargs
+        if not self.square:
+            kwargs["square"] = False
+        return kwargs
+
     def extra_repr(self) -> str:
         return (
-            f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, res={self.img_resolution}"
+            f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, "
+            f"image={self.img_height}x{self.img_width}"
         )

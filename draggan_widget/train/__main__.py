@@ -7,10 +7,13 @@
         --export weights/default.safetensors                               # G_ema -> weights
     python -m draggan_widget.train --resume runs/default/latest.pt \\
         --compact checkpoints/default-resume.pt                            # bfloat16 copy
+    python -m draggan_widget.train --grow-from checkpoints/default-resume.pt --res 128 \\
+        --fade-kimg 5 --kimg 380 --out runs/grow128                       # 64 -> 128 px
 
 Architecture and optimiser options default to the default model's (see TrainConfig); on
 resume they come from the checkpoint and only --kimg, --out, --data and the reporting
-periods may change. SIGTERM (``kill PID``) and Ctrl-C save a checkpoint before exiting.
+periods may change; growing also sets --res (twice the side), --n-images and --fade-kimg.
+SIGTERM (``kill PID``) and Ctrl-C save a checkpoint before exiting.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any, Optional
 import torch
 from tqdm import tqdm
 
+from .grow import grow_checkpoint
 from .loop import (
     Progress,
     TrainConfig,
@@ -82,6 +86,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     add("--no-xflip", action="store_const", const=False, dest="xflip")
     add("--seed", type=int, help=d("seed"))
     add(
+        "--fade-kimg",
+        type=float,
+        dest="fade_kimg",
+        help="with --grow-from: fade the new blocks in over this many kimg",
+    )
+    add(
         "--snap-minutes",
         type=float,
         dest="snap_minutes",
@@ -90,6 +100,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     add("--grid-minutes", type=float, dest="grid_minutes", help=f"grid period {d('grid_minutes')}")
     add("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     add("--resume", help="checkpoint to continue from (a run's latest.pt)")
+    add("--grow-from", dest="grow_from", help="checkpoint to grow to --res (twice its side)")
     add("--export", help="write G_ema to this .safetensors when training ends")
     add("--export-dtype", choices=sorted(DTYPES), default="float32")
     add("--export-only", action="store_true", help="with --resume: export, do not train")
@@ -97,12 +108,28 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def given_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields set on the command line."""
+    return {k: v for k, v in vars(args).items() if k in FIELDS and v is not None}
+
+
 def make_config(args: argparse.Namespace, ckpt: Optional[dict[str, Any]]) -> TrainConfig:
     """The run's config: the checkpoint's (on resume) or the defaults, with the given flags."""
-    given = {k: v for k, v in vars(args).items() if k in FIELDS and v is not None}
     if ckpt is not None:
-        return config_from_checkpoint(ckpt, **given)
-    return TrainConfig(**given)
+        return config_from_checkpoint(ckpt, **given_fields(args))
+    return TrainConfig(**given_fields(args))
+
+
+def load_start(args: argparse.Namespace) -> tuple[Optional[dict[str, Any]], TrainConfig]:
+    """The checkpoint to start from (resumed, grown or none) and the run's config."""
+    if args.grow_from:
+        if args.resume or args.res is None or args.kimg is None:
+            raise ValueError("--grow-from needs --res and --kimg, and excludes --resume")
+        given = given_fields(args)
+        ckpt = grow_checkpoint(load_checkpoint(args.grow_from), res=given.pop("res"), **given)
+        return ckpt, TrainConfig(**ckpt["config"])
+    ckpt = load_checkpoint(args.resume) if args.resume else None
+    return ckpt, make_config(args, ckpt)
 
 
 class Bar:
@@ -160,8 +187,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.compact and not args.resume:
         raise SystemExit("error: --compact needs --resume CHECKPOINT")
     try:  # a user's mistake gets one line, not a traceback
-        ckpt = load_checkpoint(args.resume) if args.resume else None
-        cfg = make_config(args, ckpt)
+        ckpt, cfg = load_start(args)
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"error: {exc}") from None
     if args.export_only:

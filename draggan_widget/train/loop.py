@@ -35,7 +35,7 @@ from torch import Tensor
 from ..gan.formats.native import save_generator
 from ..gan.stylegan2 import Generator
 from .loss import StyleGAN2Loss
-from .networks import Discriminator
+from .networks import Discriminator, GrowingDiscriminator, fade_in_last_torgb
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,10 @@ class TrainConfig:
     ema_rampup: Optional[float] = 0.05  # half-life <= this fraction of the images seen
     xflip: bool = True  # mirror half of the reals (the faces are near-symmetric)
     seed: int = 0
+    # Growth (train/grow.py): the run started from a trained run at res / 2 at this kimg,
+    # and the new top blocks of G and D fade in over fade_kimg. None = trained at res.
+    grown_at_kimg: Optional[float] = None
+    fade_kimg: float = 0.0
     # Reporting
     snap_minutes: float = 5.0  # checkpoint period (wall clock)
     grid_minutes: float = 10.0  # sample-grid period (wall clock)
@@ -99,11 +103,23 @@ class TrainConfig:
             )
         if self.kimg < 0 or self.lr <= 0 or self.r1_interval < 1 or self.pl_interval < 1:
             raise ValueError("need kimg >= 0, lr > 0, r1_interval >= 1 and pl_interval >= 1")
+        if self.fade_kimg < 0:
+            raise ValueError(f"fade_kimg must be >= 0, got {self.fade_kimg}")
 
     @property
     def gamma(self) -> float:
         """The R1 weight in use."""
         return 0.0002 * self.res**2 / self.batch if self.r1_gamma is None else self.r1_gamma
+
+    def fade_alpha(self, nimg: int) -> float:
+        """Weight of the grown top blocks after ``nimg`` images: 0 -> 1 over ``fade_kimg``.
+
+        1 for a run that did not grow, and once its fade is over.
+        """
+        if self.grown_at_kimg is None or self.fade_kimg <= 0:
+            return 1.0
+        done = (nimg - round(self.grown_at_kimg * 1000)) / (self.fade_kimg * 1000)
+        return min(max(done, 0.0), 1.0)
 
     @property
     def data_path(self) -> Path:
@@ -143,7 +159,8 @@ def build_networks(cfg: TrainConfig) -> tuple[Generator, Discriminator]:
         },
         synthesis_kwargs={"channel_base": cfg.channel_base, "channel_max": cfg.channel_max},
     )
-    D = Discriminator(
+    D_class = Discriminator if cfg.grown_at_kimg is None else GrowingDiscriminator
+    D = D_class(
         cfg.res,
         3,
         channel_base=cfg.d_channel_base or cfg.channel_base,
@@ -162,6 +179,14 @@ def lazy_adam(params: Iterator[Tensor], cfg: TrainConfig, interval: int) -> torc
     """
     ratio = interval / (interval + 1) if interval > 0 else 1.0  # 0 = no lazy regulariser
     return torch.optim.Adam(params, lr=cfg.lr * ratio, betas=(0.0, cfg.beta2**ratio), eps=1e-8)
+
+
+def build_optimizers(
+    G: Generator, D: Discriminator, cfg: TrainConfig
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """G's and D's Adam, each corrected for its lazy regulariser (path length, R1)."""
+    opt_G = lazy_adam(G.parameters(), cfg, cfg.pl_interval if cfg.pl_weight > 0 else 0)
+    return opt_G, lazy_adam(D.parameters(), cfg, cfg.r1_interval)
 
 
 @torch.no_grad()
@@ -332,6 +357,14 @@ def export_generator(
     """
     if not isinstance(ckpt, dict):
         ckpt = load_checkpoint(ckpt)
+    alpha = TrainConfig(**ckpt["config"]).fade_alpha(ckpt["nimg"])
+    if alpha < 1:
+        logger.warning(
+            "exporting at %.1f kimg, before the grown block has faded in (alpha %.2f): "
+            "the file draws the full block, unlike the run's grids; train past the fade",
+            ckpt["nimg"] / 1000,
+            alpha,
+        )
     G = Generator(**ckpt["G_kwargs"])
     G.load_state_dict(ckpt["G_ema"])
     meta = {
@@ -401,13 +434,19 @@ class Trainer:
             style_mixing_prob=cfg.style_mixing_prob,
             pl_weight=cfg.pl_weight,
         )
-        g_interval = cfg.pl_interval if cfg.pl_weight > 0 else 0
-        self.opt_G = lazy_adam(self.G.parameters(), cfg, g_interval)
-        self.opt_D = lazy_adam(self.D.parameters(), cfg, cfg.r1_interval)
+        self.opt_G, self.opt_D = build_optimizers(self.G, self.D, cfg)
         self.sampler = RealSampler(images, batch=cfg.batch, xflip=cfg.xflip, seed=cfg.seed + 1)
         self.step_count, self.nimg, self.elapsed_s = 0, 0, 0.0
+        if cfg.grown_at_kimg is not None:  # after the deepcopy: G_ema needs its own hook
+            for g in (self.G, self.G_ema):
+                fade_in_last_torgb(g, lambda: self.alpha)
         if resume is not None:
             self._load_state(resume)
+
+    @property
+    def alpha(self) -> float:
+        """Weight of the grown top blocks now (1 when the run did not grow)."""
+        return self.cfg.fade_alpha(self.nimg)
 
     # -- state
     def state_dict(self) -> dict[str, Any]:
@@ -433,8 +472,10 @@ class Trainer:
         self.G.load_state_dict(ckpt["G"])
         self.D.load_state_dict(ckpt["D"])
         self.G_ema.load_state_dict(ckpt["G_ema"])
-        self.opt_G.load_state_dict(ckpt["opt_G"])
-        self.opt_D.load_state_dict(ckpt["opt_D"])
+        # Adam updates its moments in place, and loading keeps float32 tensors as given:
+        # copies leave the caller's checkpoint as it was (it may start another trainer).
+        self.opt_G.load_state_dict(copy.deepcopy(ckpt["opt_G"]))
+        self.opt_D.load_state_dict(copy.deepcopy(ckpt["opt_D"]))
         self.loss.pl_mean = ckpt["pl_mean"].clone()
         self.step_count, self.nimg = int(ckpt["step"]), int(ckpt["nimg"])
         self.elapsed_s = float(ckpt["elapsed_s"])
@@ -447,6 +488,8 @@ class Trainer:
         cfg, loss, stats = self.cfg, self.loss, {}
         real = self.sampler.next()
         z_g, z_d = torch.randn([2, cfg.batch, cfg.z_dim]).unbind(0)
+        if isinstance(self.D, GrowingDiscriminator):
+            self.D.alpha = stats["alpha"] = self.alpha
 
         self._phase(self.G, self.opt_G)  # Gmain
         loss_g = loss.generator_loss(z_g)
@@ -498,8 +541,8 @@ def train(
     """Train until ``cfg.kimg`` (or ``max_steps`` more steps), checkpointing on the way.
 
     Writes to ``cfg.out``: ``latest.pt`` every ``snap_minutes`` and at the end (also when
-    interrupted with Ctrl-C), ``grid-<kimg>.png`` every ``grid_minutes`` and at the start
-    and end, ``reals.png`` once.
+    interrupted with Ctrl-C), ``grid-<kimg>.png`` every ``grid_minutes`` and at the end,
+    and, in a directory without a checkpoint yet, ``reals.png`` and a grid at the start.
 
     Args:
         cfg: the run's config (on resume, the checkpoint's with the allowed overrides).
@@ -514,6 +557,7 @@ def train(
     """
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    new_dir = not (out / CHECKPOINT).exists()  # a new run, or a resume or growth elsewhere
     if isinstance(resume, (str, Path)):
         resume = load_checkpoint(resume)
     if images is None:
@@ -528,11 +572,11 @@ def train(
         len(images),
         cfg.gamma,
     )
-    if resume is None:
+    if new_dir:
         save_image_grid(_first_reals(images), out / "reals.png", cols=GRID_SHAPE[0])
     total_nimg = int(cfg.kimg * 1000)
     start = last_snap = last_grid = last_report = time.perf_counter()
-    if resume is None:
+    if new_dir:
         _write_grid(trainer, out)
     acc: dict[str, list[float]] = {}
     report_nimg, steps_done = trainer.nimg, 0

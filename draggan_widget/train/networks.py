@@ -7,21 +7,25 @@ stride-2 downsampling) plus a 1x1 downsampling skip, summed with gain ``sqrt(1/2
 minibatch standard-deviation channel, a 3x3 convolution and two dense layers give one logit.
 Every weight uses the equalized learning rate (drawn from N(0, 1), scaled at run time by
 ``1 / sqrt(fan_in)``) so that Adam treats all layers alike. Names are ours, not NVIDIA's.
+
+`GrowingDiscriminator` and `fade_in_last_torgb` fade a new top block into a trained pair
+when a run grows to twice its side (``train/grow.py``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from ..gan import ops
-from ..gan.stylegan2 import DEFAULT_FILTER, check_shape
+from ..gan.stylegan2 import DEFAULT_FILTER, Generator, check_shape
 
 SQRT_HALF = math.sqrt(0.5)
 
@@ -206,8 +210,12 @@ class Discriminator(nn.Module):
 
     def forward(self, img: Tensor) -> Tensor:
         check_shape(img, [None, self.img_channels, self.img_resolution, self.img_resolution], "img")
-        x = self.fromrgb(img)  # [N, C, H, W]
-        for block in self.blocks:
+        x = self.blocks[0](self.fromrgb(img))  # [N, C, H/2, W/2]
+        return self.tail(x)
+
+    def tail(self, x: Tensor) -> Tensor:
+        """Everything after the top block: ``[N, C, H/2, W/2]`` features -> logits ``[N, 1]``."""
+        for block in self.blocks[1:]:
             x = block(x)  # halves the side down to 4
         x = self.conv(self.mbstd(x))  # [N, C4, 4, 4]
         return self.out(self.fc(x.flatten(1)))  # [N, 1]
@@ -217,3 +225,59 @@ class Discriminator(nn.Module):
             f"img_resolution={self.img_resolution}, channel_base={self.channel_base}, "
             f"channel_max={self.channel_max}"
         )
+
+
+class GrowingDiscriminator(Discriminator):
+    """A discriminator grown from half its side, whose new top block fades in.
+
+    Progressive growing's fade (Karras et al. 2018): ``fromrgb_prev``, the trained network's
+    from-RGB layer, reads the image box-downsampled to the old side; the new from-RGB layer
+    and top block read it at full side; their features at the old side are blended,
+    ``alpha`` on the new path. At alpha 0 this is the trained discriminator on the
+    downsampled image, at 1 the plain `Discriminator` (``fromrgb_prev`` is then skipped).
+    The box filter is how the face renderer makes a smaller face (the mean of each block),
+    so downsampled real faces are what the trained layers learnt on.
+
+    Args:
+        img_resolution: input side (twice the trained network's), a power of two >= 8.
+        img_channels: 3 for RGB.
+        **kwargs: as `Discriminator`.
+    """
+
+    def __init__(self, img_resolution: int, img_channels: int = 3, **kwargs: Any) -> None:
+        super().__init__(img_resolution, img_channels, **kwargs)
+        old_channels = self.blocks[0].conv1.out_channels
+        self.fromrgb_prev = EqualConv2d(img_channels, old_channels, 1, activation="lrelu")
+        self.alpha = 1.0  # set by the training loop before each step
+
+    def forward(self, img: Tensor) -> Tensor:
+        check_shape(img, [None, self.img_channels, self.img_resolution, self.img_resolution], "img")
+        x = self.blocks[0](self.fromrgb(img))  # [N, C, H/2, W/2]
+        if self.alpha < 1:
+            old = self.fromrgb_prev(F.avg_pool2d(img, 2))  # [N, C, H/2, W/2]
+            x = old.lerp(x, self.alpha)
+        return self.tail(x)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, alpha={self.alpha}"
+
+
+def fade_in_last_torgb(G: Generator, alpha: Callable[[], float]) -> RemovableHandle:
+    """Scale the output of ``G``'s last toRGB layer by ``alpha()`` at every call.
+
+    In the 'skip' generator each block adds its toRGB output to the upsampled image of the
+    blocks before it, so at alpha 0 a generator grown by one block draws the old
+    generator's image upsampled, and at 1 it is the plain generator. The weights stay
+    those of ``Generator`` (a hook has no parameters), so the state dict and the exported
+    file are unchanged.
+
+    Returns:
+        The hook's handle (``handle.remove()`` detaches it).
+    """
+    torgb = getattr(G.synthesis, f"b{G.img_resolution}").torgb
+
+    def scale(_module: nn.Module, _inputs: Any, out: Tensor) -> Optional[Tensor]:
+        a = alpha()
+        return None if a >= 1 else out * a  # None keeps the output as it is
+
+    return torgb.register_forward_hook(scale)

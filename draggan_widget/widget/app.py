@@ -27,11 +27,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import os
 import sys
 import threading
 import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -44,6 +48,7 @@ from torch import nn
 
 from .. import export, invert
 from ..drag import DragConfig, DragSession, StepResult
+from ..drag.session import OUTSIDE_REGION
 from .canvas import DragCanvas, FrameFormat
 from .controls import CONFIG_FIELDS, PHOTO_STEPS, DragControls
 from .runner import BackgroundJob, DragRunner, KernelLoop, LatestFrame, warm_optimizer
@@ -59,6 +64,9 @@ TUNE_STEPS = 350  # pivotal-tuning steps of a photo (PTI's own choice)
 # so the Output shows it without a traceback.
 USER_ERRORS = (ValueError, OSError, ArithmeticError, export.MissingExtraError)
 PHOTO_STAGES = {"w": "projecting into W", "w+": "refining in W+", "pti": "pivotal tuning"}
+# Long lines wrap instead of being cut at the widget's edge.
+STATUS_STYLE = "font-family: monospace; white-space: normal; overflow-wrap: anywhere"
+OUT_DIR = "draggan-output"  # files with relative names go here, beside the notebook
 
 
 def enable_colab_widgets() -> bool:
@@ -169,6 +177,7 @@ class _Frame:
 class _PhotoStep:
     job: int
     progress: invert.Progress
+    steps: int  # projection steps asked for (W and W+ together)
 
 
 @dataclass
@@ -183,7 +192,7 @@ class _PhotoOutcome:
 class _Stroke:
     mask: np.ndarray  # the mask being painted (a copy; committed on release)
     last: Point
-    erase: bool
+    fixed: bool  # painting the fixed area (must not change) rather than the flexible one
 
 
 def _reporting(what: str) -> Callable[[Callable[..., Any]], Callable[..., None]]:
@@ -213,6 +222,9 @@ class DragWidget(widgets.VBox):
         session: drive this session instead of making one (``G`` and ``seed`` are ignored).
         display_size: canvas side on screen in pixels (default 512, whatever the image side).
         frame_format: ``"jpeg"`` (fast) or ``"png"`` (exact pixels) for the drag's frames.
+        out_dir: where the Files tab and the ``save_*`` methods put files given by a relative
+            name (default ``draggan-output`` in the working directory, i.e. beside the
+            notebook); created when first written.
 
     Raises:
         FileNotFoundError, ValueError: ``G`` names no loadable model.
@@ -235,6 +247,7 @@ class DragWidget(widgets.VBox):
         session: Optional[DragSession] = None,
         display_size: Optional[int] = None,
         frame_format: FrameFormat = "jpeg",
+        out_dir: Source = OUT_DIR,
         **kwargs: Any,
     ) -> None:
         enable_colab_widgets()
@@ -261,24 +274,28 @@ class DragWidget(widgets.VBox):
         self._photo_id = 0
         self._photo_finished = 0
         self._photo_outcome: Optional[_PhotoOutcome] = None
+        self._stuck: tuple[int, ...] = ()  # handles outside the editable region (drawn hollow)
 
         self.canvas = DragCanvas(
-            session.resolution, display_size=display_size, frame_format=frame_format
+            session.shape, display_size=display_size, frame_format=frame_format
         )
         self.controls = DragControls(
             num_ws=session.G.num_ws, resolution=session.resolution, models=model_names()
         )
-        self.status_line = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self.controls.folder.value = os.fspath(out_dir)
+        self.status_line = widgets.HTML(layout=widgets.Layout(width="auto"))
         self.output = widgets.Output(
-            layout=widgets.Layout(max_height="160px", overflow="auto", width="100%")
+            layout=widgets.Layout(max_height="160px", overflow="auto", width="auto")
         )
         self._runner = DragRunner(on_frame=self._frame_from_worker, on_done=self._done_in_worker)
         self._frames: LatestFrame[_Frame] = LatestFrame(self._loop, self._show_frame)
         self._photo_steps: LatestFrame[_PhotoStep] = LatestFrame(self._loop, self._show_photo_step)
-        super().__init__(
-            [widgets.HBox([self.canvas.widget, self.controls]), self.status_line, self.output],
-            **kwargs,
+        # The image keeps its size; where the panel finds no room beside it, it goes below.
+        self.canvas.widget.layout.flex = "0 0 auto"
+        top = widgets.HBox(
+            [self.canvas.widget, self.controls], layout=widgets.Layout(flex_flow="row wrap")
         )
+        super().__init__([top, self.status_line, self.output], **kwargs)
         self._wire()
         self.refresh()
         warm_optimizer()  # last: its import would slow the constructor's own work (the GIL)
@@ -289,6 +306,8 @@ class DragWidget(widgets.VBox):
         k.on_config(self._config_from_ui)
         k.tool.observe(self._on_tool, "value")
         k.show_mask.observe(lambda ch: c.show_mask(ch["new"]), "value")
+        k.pixels.observe(self._on_pixels, "value")
+        k.upload.observe(self._on_upload, "value")
         clicks: dict[widgets.Button, Callable[[], Any]] = {
             k.clear_points: self.clear_points,
             k.clear_mask: self.clear_mask,
@@ -437,7 +456,7 @@ class DragWidget(widgets.VBox):
         """Show another session (the caller has stopped any run)."""
         self._session = session
         self._model_source = source
-        self.canvas.set_resolution(session.resolution)
+        self.canvas.set_resolution(session.shape)
         self.controls.set_limits(num_ws=session.G.num_ws, resolution=session.resolution)
         self.pending = None
         self.refresh()
@@ -453,21 +472,26 @@ class DragWidget(widgets.VBox):
             image: also re-render the image (one generator forward).
         """
         s = self.session
-        if self.canvas.resolution != s.resolution:
-            self.canvas.set_resolution(s.resolution)
+        if self.canvas.shape != s.shape:
+            self.canvas.set_resolution(s.shape)
         if s.seed is not None and s.seed != s.config.seed:
             s.config.seed = s.seed  # e.g. after w.session.set_seed(): the seed box shows it
         self.handles, self.targets = s.handles, s.targets
         if image:
             self.canvas.draw_image(s.image())
         self.canvas.draw_mask(s.mask)
-        self._draw_points()
+        self._draw_points(update=True)
         self.controls.show_config(s.config)
         self._update_enabled()
         self._set_status(self._describe_idle())
 
-    def _draw_points(self) -> None:
-        self.canvas.draw_points(self.handles, self.targets, self.pending)
+    def _draw_points(self, *, update: bool = False) -> None:
+        """Draw the points; ``update`` asks the session again which handles cannot move (not
+        while a drag runs: the question would wait for its step to end)."""
+        if update:
+            stuck = self.session.stuck_points()
+            self._stuck = tuple(i for i, why in stuck if why == OUTSIDE_REGION)
+        self.canvas.draw_points(self.handles, self.targets, self.pending, stuck=self._stuck)
 
     def _update_enabled(self) -> None:
         running = self.running
@@ -479,11 +503,13 @@ class DragWidget(widgets.VBox):
             self.controls.set_history(can_undo=s.can_undo, can_redo=s.can_redo, running=False)
 
     def _set_status(self, text: str, *, error: bool = False) -> None:
+        """Show ``text`` in the status line; any other than an error clears the last error."""
         self.status = text
         color = "#c62828" if error else "inherit"
-        self.status_line.value = (
-            f'<span style="font-family: monospace; color: {color}">{_html(text)}</span>'
-        )
+        style = f"{STATUS_STYLE}; color: {color}"
+        self.status_line.value = f'<span style="{style}">{_html(text)}</span>'
+        if not error and self.output.outputs:
+            self.output.outputs = ()
 
     def _describe_idle(self) -> str:
         s = self.session
@@ -491,10 +517,12 @@ class DragWidget(widgets.VBox):
         parts = [f"{n} point pair{'s' if n != 1 else ''}"]
         if self.pending is not None:
             parts[0] += " + a handle waiting for its target"
+        parts += [f"handle {i + 1} {why}" for i, why in s.stuck_points()]
         parts.append("mask painted" if s.mask is not None else "no mask")
         if s.seed is not None:
             parts.append(f"seed {s.seed}")
-        parts.append(f"{s.resolution} px")
+        height, width = s.shape
+        parts.append(f"{width} px" if width == height else f"{width}x{height} px")
         parts.append(str(s.device))
         return " · ".join(parts)
 
@@ -511,18 +539,21 @@ class DragWidget(widgets.VBox):
         return f"arithmetic: {chosen} ({runs})" if chosen == "auto" else f"arithmetic: {runs}"
 
     def report(self, exc: BaseException, what: str = "error") -> None:
-        """Show an error in the status line and the Output area; the session stays usable."""
-        text = f"{what}: {type(exc).__name__}: {exc}"
+        """Show an error in words in the status line and the Output area; the session stays
+        usable. The Output holds the latest error only, until an action succeeds."""
         oom = isinstance(exc, torch.cuda.OutOfMemoryError)
         if oom:
-            text += " (out of GPU memory: try fewer points, a smaller model, or device='cpu')"
+            text = f"{what}: out of GPU memory; try fewer points, a smaller model, or device='cpu'"
             torch.cuda.empty_cache()  # give the failed step's memory back for the next try
+        else:
+            text = f"{what}: {_in_words(exc)}"
         self._set_status(text, error=True)
+        self.output.outputs = ()
         if oom or isinstance(exc, USER_ERRORS):  # the message says it all
             self.output.append_stderr(text + "\n")
-        else:  # unexpected: keep the traceback
+        else:  # unexpected: keep the traceback for a bug report
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            self.output.append_stderr(f"{what}:\n{tb}")
+            self.output.append_stderr(f"{text}\n\n{tb}")
         logger.debug("%s", text, exc_info=exc)
 
     # ------------------------------------------------------------------ mouse
@@ -537,7 +568,7 @@ class DragWidget(widgets.VBox):
         if tool == "points":
             self._click_point((x, y))
         else:
-            self._begin_stroke((x, y), erase=tool == "eraser")
+            self._begin_stroke((x, y), fixed=tool == "fixed")
 
     @_reporting("brush")
     def _on_move(self, x: float, y: float) -> None:
@@ -555,56 +586,83 @@ class DragWidget(widgets.VBox):
         self._end_stroke()
 
     def _click_point(self, p: Point) -> None:
+        """A handle, then its target. Only a click on a dot itself (or on the waiting handle)
+        removes its pair: a target placed just beside a point stays a target."""
         s = self.session
-        _check_on_image(p, s.resolution)
+        _check_on_image(p, s.shape)
         handles, targets = s.handles, s.targets
-        near = self.canvas.pick_radius
-        if self.pending is not None and _dist(self.pending, p) <= near:
-            self.pending = None
+        on_dot = self.canvas.pick_radius
+        if self.pending is not None:
+            if _dist(self.pending, p) <= on_dot:  # the waiting handle again: take it back
+                self.pending = None
+            else:
+                with _quiet():  # the status line says why a handle cannot move
+                    s.set_points([*handles, self.pending], [*targets, p])
+                self.pending = None
         else:
-            i = _nearest_pair(handles, targets, p, near)
-            if i is not None:
-                del handles[i], targets[i]
-                s.set_points(handles, targets)
-            elif self.pending is None:
+            i = _nearest_pair(handles, targets, p, on_dot)
+            if i is None:
                 self.pending = p
             else:
-                s.set_points([*handles, self.pending], [*targets, p])
-                self.pending = None
+                del handles[i], targets[i]
+                with _quiet():
+                    s.set_points(handles, targets)
         self.handles, self.targets = s.handles, s.targets
-        self._draw_points()
+        self._draw_points(update=True)
         self._update_enabled()
         self._set_status(self._describe_idle())
 
-    def _begin_stroke(self, p: Point, *, erase: bool) -> None:
+    def _begin_stroke(self, p: Point, *, fixed: bool) -> None:
+        """Start painting the flexible area (may change) or the fixed one (must not).
+
+        Without a mask everything may change, so the first flexible stroke starts from an
+        all-fixed mask and the first fixed stroke from an all-flexible one.
+        """
         mask = self.session.mask
         if mask is None:
-            if erase:
-                self._set_status("nothing to erase: no mask is painted (everything may change)")
-                return
-            mask = np.zeros((self.session.resolution,) * 2, dtype=bool)
-            self.canvas.draw_mask(mask)  # everything fixed (dimmed) until painted
-        self._stroke = _Stroke(mask, p, erase)
+            mask = np.full(self.session.shape, fixed, dtype=bool)
+            self.canvas.draw_mask(mask)  # what is fixed is dimmed
+        self._stroke = _Stroke(mask, p, fixed)
         self._paint_to(p)
 
     def _paint_to(self, p: Point) -> None:
         st = self._stroke
         assert st is not None
         radius = float(self.controls.brush_radius.value)
-        paint_segment(st.mask, st.last, p, radius, value=not st.erase)
-        self.canvas.paint(st.last, p, radius, erase=st.erase)
+        paint_segment(st.mask, st.last, p, radius, value=not st.fixed)
+        self.canvas.paint(st.last, p, radius, erase=st.fixed)
         st.last = p
 
     def _end_stroke(self) -> None:
         st, self._stroke = self._stroke, None
         if st is None:
             return
-        mask = st.mask if st.mask.any() else None  # nothing painted: no restriction
+        mask = st.mask if st.mask.any() and not st.mask.all() else None  # None: no restriction
         try:
-            self.session.set_mask(mask)
+            with _quiet():
+                self.session.set_mask(mask)
         finally:
             self.canvas.draw_mask(self.session.mask)
+        self._draw_points(update=True)
         self._set_status(self._describe_idle())
+
+    @_reporting("pixels")
+    def _on_pixels(self, change: dict[str, Any]) -> None:
+        """Smooth or exact pixels: redraw the image now, unless a drag's next frame will."""
+        self.canvas.smooth = not change["new"]
+        if not self.running:
+            self.canvas.draw_image(self.session.image())
+
+    @_reporting("photo")
+    def _on_upload(self, change: dict[str, Any]) -> None:
+        if not change["new"]:
+            return
+        photo = change["new"][0]
+        size = photo.get("size") or len(photo.get("content", b""))
+        self._set_status(
+            f"photo {photo.get('name', '')} ({size / 1024:.0f} KB) chosen · Project finds it in "
+            f"the model in {self.controls.photo_steps.value} steps"
+        )
 
     # ------------------------------------------------------------ operations
 
@@ -618,7 +676,8 @@ class DragWidget(widgets.VBox):
     def clear_mask(self) -> None:
         """Remove the mask: everything may change."""
         self.stop()
-        self.session.set_mask(None)
+        with _quiet():
+            self.session.set_mask(None)
         self.refresh(image=False)
 
     def undo(self) -> None:
@@ -634,7 +693,8 @@ class DragWidget(widgets.VBox):
         self.refresh()
 
     def reset(self) -> None:
-        """Back to the first image, with the points it had (undoable)."""
+        """Back to the first image and step 0, keeping the current point pairs, each handle
+        where it was placed (undoable)."""
         self.stop()
         self.session.reset()
         self.refresh()
@@ -685,9 +745,23 @@ class DragWidget(widgets.VBox):
         """
         return self._save(path, ".mp4", lambda p: export.save_mp4(self.session, p, overlay=True))
 
+    @property
+    def out_dir(self) -> Path:
+        """Where files given by a relative name go (the Files tab's folder), absolute."""
+        return Path(self.controls.folder.value.strip() or OUT_DIR).expanduser().absolute()
+
+    def _output_path(self, path: Source, *, create: bool = True) -> Path:
+        """``path`` itself when absolute, else inside `out_dir` (created when ``create``)."""
+        path = Path(path).expanduser()
+        if path.is_absolute():
+            return path
+        if create:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        return self.out_dir / path
+
     def _save(self, path: Source, suffix: str, write: Callable[[Path], object]) -> Path:
-        """Check the file name's suffix, write the file, and say so in the status line."""
-        path = _file_path(path, suffix)
+        """Check the file name's suffix, write the file, and say where in the status line."""
+        path = self._output_path(_file_path(path, suffix))
         write(path)
         self._set_status(f"saved {path}")
         return path
@@ -711,9 +785,11 @@ class DragWidget(widgets.VBox):
             OSError: the files cannot be written.
         """
         self._stop_drag()
-        source = self._model_source
+        source = self._model_source or _known_source(self.session.G)
         generator: export.GeneratorMode = "reference" if source is not None else "embed"
-        out = export.save_session(self.session, path, model=source, generator=generator)
+        out = export.save_session(
+            self.session, self._output_path(path), model=source, generator=generator
+        )
         self._set_status(f"saved {out}" + (" and its generator" if source is None else ""))
         return out
 
@@ -732,7 +808,9 @@ class DragWidget(widgets.VBox):
             FileNotFoundError: no such session, or a file it names is missing.
             ValueError: a corrupt, truncated or inconsistent session.
         """
-        session = export.load_session(path, device=self.session.device)
+        path = self._output_path(path, create=False)
+        with _quiet():
+            session = export.load_session(path, device=self.session.device)
         self.stop()
         self._install(session, source=None)
         self._set_status(f"loaded {path} · {self._describe_idle()}")
@@ -758,8 +836,8 @@ class DragWidget(widgets.VBox):
 
         Args:
             image: the photo: an image file's bytes (an upload), a path, a PIL image or an
-                ``H x W x 3`` uint8 array. It is cropped to a centred square and resized to
-                the model's side (the status line says so).
+                ``H x W x 3`` uint8 array. It is cropped at its centre to the model's aspect
+                and resized to the model's size (the status line says so).
             steps: projection steps (W, then W+).
             tune: then pivotally tune a copy of the generator so that the latent shows the
                 photo itself rather than the model's closest image (slower; the tuned copy
@@ -774,7 +852,7 @@ class DragWidget(widgets.VBox):
         _check_count("steps", steps)
         _check_count("tune_steps", tune_steps)
         G = self.session.G
-        prepared = invert.prepare_image(image, G.img_resolution)  # fails here, not in the worker
+        prepared = invert.prepare_image(image, self.session.shape)  # fails here, not in the worker
         self.stop()
         if not self._photo.join(30.0):  # a finished job's thread may still be on its way out
             raise RuntimeError("the last photo projection has not ended yet; try again")
@@ -782,12 +860,12 @@ class DragWidget(widgets.VBox):
         job = self._photo_id
         self.projecting = True
         self._update_enabled()
-        self._set_status("projecting the photo · Stop cancels it")
+        self._set_status(f"projecting the photo in {steps} steps · Stop cancels it")
         pti_steps = tune_steps if tune else 0
 
         def work(stopped: Callable[[], bool]) -> Any:
             def progress(step: invert.Progress) -> bool:
-                self._photo_steps.put(_PhotoStep(job, step))
+                self._photo_steps.put(_PhotoStep(job, step, steps))
                 return not stopped()
 
             return invert.edit_photo(
@@ -813,9 +891,11 @@ class DragWidget(widgets.VBox):
             return
         p = item.progress
         stage = PHOTO_STAGES.get(p.stage, p.stage)
-        self._set_status(
-            f"{stage} · step {p.step}/{p.total} · PSNR {p.psnr:.1f} dB · Stop cancels it"
-        )
+        done, total = p.step, p.total
+        if p.stage != "pti":  # W, then W+: one count over the steps asked for
+            total = item.steps
+            done = p.step if p.stage == "w" else total - p.total + p.step
+        self._set_status(f"{stage} · step {done}/{total} · PSNR {p.psnr:.1f} dB · Stop cancels it")
 
     @_reporting("photo")
     def _finish_photo(self, job: int) -> None:
@@ -959,7 +1039,7 @@ class DragWidget(widgets.VBox):
             )
             self._set_status(f"{outcome} · {self._describe_step(last)}")
         self.handles, self.targets = self.session.handles, self.session.targets
-        self._draw_points()
+        self._draw_points(update=True)
         self._update_enabled()
 
     def close(self) -> None:
@@ -970,6 +1050,39 @@ class DragWidget(widgets.VBox):
         for child in (self.controls, self.status_line, self.output):
             _close_tree(child)
         super().close()
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the session's warnings about handles that cannot move: the widget shows the
+    same in its status line and draws those handles hollow."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_digest() -> tuple[str, str]:
+    """The bundled model's architecture (as JSON) and weights digest, computed once."""
+    from ..gan import load_generator
+
+    G = load_generator("default")
+    return json.dumps(G.init_kwargs, sort_keys=True), export.generator_sha256(G)
+
+
+def _known_source(G: nn.Module) -> Optional[str]:
+    """``"default"`` when ``G`` holds the bundled model's weights, else None.
+
+    A generator handed to the widget as a module has no name; a saved session can still
+    name the bundled model instead of embedding a copy of it, once the weights match.
+    """
+    try:
+        kwargs, digest = _bundled_digest()
+    except Exception:  # no bundled model to compare with: the session embeds the generator
+        logger.warning("could not read the bundled model to compare with", exc_info=True)
+        return None
+    same_shape = json.dumps(getattr(G, "init_kwargs", None), sort_keys=True) == kwargs
+    return "default" if same_shape and export.generator_sha256(G) == digest else None
 
 
 def _close_tree(widget: widgets.Widget) -> None:
@@ -990,10 +1103,14 @@ def _check_count(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
 
 
-def _check_on_image(p: Point, size: int) -> None:
+def _check_on_image(p: Point, shape: tuple[int, int]) -> None:
+    """Raise unless ``p = (x, y)`` lies on an image of ``shape = (height, width)``."""
     x, y = p
-    if not (np.isfinite(x) and np.isfinite(y) and 0 <= x <= size and 0 <= y <= size):
-        raise ValueError(f"point {p} is off the image; x and y must lie in [0, {size}]")
+    height, width = shape
+    if not (np.isfinite(x) and np.isfinite(y) and 0 <= x <= width and 0 <= y <= height):
+        raise ValueError(
+            f"point {p} is off the image; x must lie in [0, {width}] and y in [0, {height}]"
+        )
 
 
 def _dist(a: Point, b: Point) -> float:
@@ -1011,6 +1128,26 @@ def _nearest_pair(
             if d <= best_d:
                 best, best_d = i, d
     return best
+
+
+def _in_words(exc: BaseException) -> str:
+    """What went wrong, as a sentence for the status line, without Python's class names.
+
+    Errors a user causes carry a message that says what to do; a system error says what the
+    system refused and where; anything else is a fault of ours, and the traceback is shown.
+    """
+    message = str(exc).strip()
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        folder = Path(exc.filename).parent
+        if not folder.is_dir():
+            return f"the folder {folder} does not exist; create it or choose another"
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror.lower()}{where}; choose another file or folder"
+    if isinstance(exc, USER_ERRORS) and message:
+        return message
+    detail = f" ({message})" if message else ""
+    return f"something went wrong inside draggan-widget{detail}; the details are below"
 
 
 def _html(text: str) -> str:

@@ -4,8 +4,15 @@ This module only draws and converts between canvas and image coordinates; what a
 means is decided in `app`. Each layer is redrawn on its own, so a new frame of the drag
 sends one encoded image and never redraws the mask or re-encodes the overlay.
 
-The canvas has a fixed display size (512 px by default) and the image is scaled into it
-by the canvas transform, so a 64-px model sends 64-px frames and the browser scales them.
+The canvas has a fixed display size (512 px by default, its longer side; a portrait model
+such as StyleGAN-Human's 2:1 gets a portrait canvas, one scale for both axes). By default a
+frame is shown smoothly scaled (`smooth`), so a 64-px model reads as an image rather than
+as 8 x 8 blocks of colour: the worker enlarges it with a Lanczos filter by a whole factor
+to within 2x of the screen (64 -> 256 px, ~2 ms a frame on 2 cores; to the full 512 px
+took 4-6 ms), and the browser's bilinear filter does the last step (alone, over 8x, it
+leaves visible blocks and diamonds). With ``smooth = False`` (the "pixels" option) the
+frame keeps the model's pixels and the browser draws each as a crisp square. Points,
+arrows and the mask are drawn on their own layers at screen resolution, crisp either way.
 Points stay in image pixels everywhere outside this module.
 
 Every method that draws must run on the kernel's event loop (see `runner`), because
@@ -20,7 +27,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Callable, Literal, Optional
+from typing import Callable, Literal, Optional, Union
 
 import numpy as np
 from ipycanvas import MultiCanvas, hold_canvas
@@ -31,6 +38,7 @@ from PIL import Image
 logger = logging.getLogger(__name__)
 
 Point = tuple[float, float]
+ImageSize = Union[int, tuple[int, int]]  # a square image's side, or (height, width)
 FrameFormat = Literal["jpeg", "png"]
 
 HANDLE_COLOR = "#e53935"  # red
@@ -39,8 +47,11 @@ ARROW_COLOR = "white"
 OUTLINE_COLOR = "rgba(0, 0, 0, 0.6)"
 FIXED_RGBA = (0, 0, 0, 128)  # the region that must not change is dimmed by half
 FIXED_CSS = f"rgba(0, 0, 0, {FIXED_RGBA[3] / 255:.3f})"
-POINT_RADIUS = 5.0  # canvas px
-PICK_RADIUS = 10.0  # canvas px: a click this close to a point selects it
+POINT_RADIUS = 7.0  # canvas px: large enough to hit on purpose
+PICK_RADIUS = POINT_RADIUS  # canvas px: a click on a dot itself selects it, not one beside it
+STUCK_WIDTH = 3.0  # canvas px: the ring of a handle that cannot move (hollow)
+BROWSER_SCALE = 2  # the most a smooth frame is enlarged by the browser's bilinear filter
+SMOOTH_FILTER = Image.LANCZOS
 DEFAULT_DISPLAY = 512
 JPEG_QUALITY = 85
 
@@ -97,6 +108,25 @@ def encode_frame(
     return buf.getvalue()
 
 
+def presize(image: np.ndarray, scale: float) -> np.ndarray:
+    """Enlarge an ``H x W x C`` uint8 image smoothly by the whole factor that leaves at most
+    `BROWSER_SCALE` of ``scale`` to the browser (unchanged when that factor is 1).
+
+    Safe to call from any thread: it touches no widget.
+    """
+    factor = int(scale // BROWSER_SCALE)
+    if factor <= 1:
+        return image
+    h, w = image.shape[:2]
+    return np.asarray(Image.fromarray(image).resize((w * factor, h * factor), SMOOTH_FILTER))
+
+
+def encoded_width(data: bytes) -> int:
+    """The width in pixels of an encoded frame, read from its header (nothing is decoded)."""
+    with Image.open(io.BytesIO(data)) as im:
+        return im.width
+
+
 def mask_overlay(mask: np.ndarray) -> np.ndarray:
     """``H x W`` bool -> ``H x W x 4`` uint8: the fixed region dimmed, the editable one clear.
 
@@ -130,31 +160,34 @@ class DragCanvas:
     to `on_press`, `on_move` and `on_release` (set them to your handlers).
 
     Args:
-        resolution: side of the images, in image pixels.
-        display_size: side of the canvas on screen, in CSS pixels; None: 512 (a 1024-px
-            image is then shown at half size: pass 1024 to see every pixel).
+        resolution: side of the images, or their ``(height, width)``, in image pixels.
+        display_size: longer side of the canvas on screen, in CSS pixels; None: 512 (a
+            1024-px image is then shown at half size: pass 1024 to see every pixel).
         frame_format: how frames are encoded (see `encode_frame`).
         quality: JPEG quality.
+        smooth: show frames smoothly scaled; False shows the model's pixels as crisp
+            squares (the widget's "pixels" option).
     """
 
     def __init__(
         self,
-        resolution: int,
+        resolution: ImageSize,
         *,
         display_size: Optional[int] = None,
         frame_format: FrameFormat = "jpeg",
         quality: int = JPEG_QUALITY,
+        smooth: bool = True,
     ) -> None:
         self.frame_format: FrameFormat = frame_format
         self.quality = quality
+        self.smooth = smooth
         self.display_size = display_size
-        size = self._display_side(resolution)
+        self._fit(resolution)
+        width, height = self.canvas_size
         self.widget = MultiCanvas(
-            3, width=size, height=size, layout=Layout(width=f"{size}px", height=f"{size}px")
+            3, width=width, height=height, layout=Layout(width=f"{width}px", height=f"{height}px")
         )
         self.image_layer, self.mask_layer, self.points_layer = (self.widget[i] for i in range(3))
-        self.resolution = resolution
-        self.scale = size / resolution
         self.mask_visible = True
         self.on_press: Callable[[float, float], None] = _ignore
         self.on_move: Callable[[float, float], None] = _ignore
@@ -163,6 +196,7 @@ class DragCanvas:
         self._mask: Optional[np.ndarray] = None
         self._mask_data: Optional[bytes] = None
         self._points: tuple[list[Point], list[Point], Optional[Point]] = ([], [], None)
+        self._stuck: tuple[int, ...] = ()
         self.widget.on_mouse_down(self._on_mouse_down)
         self.widget.on_mouse_move(self._on_mouse_move)
         self.widget.on_mouse_up(self._on_mouse_up)
@@ -172,19 +206,33 @@ class DragCanvas:
         self.widget.on_touch_end(self._on_touch_end)
         self.widget.on_client_ready(self.redraw)
 
-    def _display_side(self, resolution: int) -> int:
-        return DEFAULT_DISPLAY if self.display_size is None else int(self.display_size)
+    def _fit(self, resolution: ImageSize) -> None:
+        """Set `shape`, `resolution` (the longer side) and `scale` for images of this size:
+        the longer side fills the display size, the other keeps the image's aspect."""
+        if isinstance(resolution, (tuple, list)):
+            height, width = (int(v) for v in resolution)
+        else:
+            height = width = int(resolution)
+        side = DEFAULT_DISPLAY if self.display_size is None else int(self.display_size)
+        self.shape = (height, width)
+        self.resolution = max(height, width)
+        self.scale = side / self.resolution
 
-    def set_resolution(self, resolution: int) -> None:
-        """Show images of another side (another model); forgets what was drawn."""
-        size = self._display_side(resolution)
-        self.resolution = resolution
-        self.scale = size / resolution
-        if size != self.widget.width:
-            self.widget.width = self.widget.height = size
-            self.widget.layout.width = self.widget.layout.height = f"{size}px"
+    @property
+    def canvas_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the canvas on screen, CSS pixels."""
+        height, width = self.shape
+        return round(width * self.scale), round(height * self.scale)
+
+    def set_resolution(self, resolution: ImageSize) -> None:
+        """Show images of another size (another model); forgets what was drawn."""
+        self._fit(resolution)
+        width, height = self.canvas_size
+        if (width, height) != (self.widget.width, self.widget.height):
+            self.widget.width, self.widget.height = width, height
+            self.widget.layout.width, self.widget.layout.height = f"{width}px", f"{height}px"
         self._frame, self._mask, self._mask_data = None, None, None
-        self._points = ([], [], None)
+        self._points, self._stuck = ([], [], None), ()
         with batched():
             self.widget.clear()
 
@@ -234,16 +282,22 @@ class DragCanvas:
     # ----------------------------------------------------------------- drawing
 
     def encode(self, image: np.ndarray) -> bytes:
-        """Encode a frame as this canvas sends it (any thread)."""
+        """Encode a frame as this canvas sends it (any thread): `presize` d if `smooth`."""
+        if self.smooth:
+            image = presize(image, self.scale)
         return encode_frame(image, fmt=self.frame_format, quality=self.quality)
 
     def draw_frame(self, data: bytes) -> None:
-        """Show an encoded image (from `encode`) on the image layer."""
+        """Show an encoded image (from `encode`) on the image layer, scaled to fill it.
+
+        The scale comes from the frame's own width, so a frame encoded before `smooth`
+        changed is still drawn at the right size.
+        """
         self._frame = data
-        s = self.scale
+        s = self.widget.width / encoded_width(data)
         with batched():
             layer = self.image_layer
-            layer.image_smoothing_enabled = s < 4  # beyond 4x, show pixels rather than blur
+            layer.image_smoothing_enabled = self.smooth  # pixels: each one a crisp square
             layer.set_transform(s, 0, 0, s, 0, 0)
             put_encoded(layer, data)
             layer.reset_transform()
@@ -257,20 +311,29 @@ class DragCanvas:
         handles: Sequence[Point],
         targets: Sequence[Point],
         pending: Optional[Point] = None,
+        *,
+        stuck: Sequence[int] = (),
     ) -> None:
         """Redraw the points layer: handles red, targets blue, an arrow from each handle
         to its target, and a ringed handle that still waits for its target.
+
+        Args:
+            handles, targets, pending: image pixels.
+            stuck: indices of handles that cannot move (outside the editable region, say):
+                drawn hollow, so that a drag that will go nowhere shows before it starts.
         """
         self._points = (list(handles), list(targets), pending)
+        self._stuck = tuple(stuck)
         s = self.scale
         h = np.asarray(handles, dtype=np.float64).reshape(-1, 2) * s
         t = np.asarray(targets, dtype=np.float64).reshape(-1, 2) * s
+        hollow = np.zeros(len(h), dtype=bool)
+        hollow[[i for i in stuck if 0 <= i < len(h)]] = True
         n = min(len(h), len(t))
         segments, heads = _arrows(h[:n], t[:n])
         layer = self.points_layer
-        size = self.widget.width
         with batched():
-            layer.clear_rect(0, 0, size, size)
+            layer.clear_rect(0, 0, self.widget.width, self.widget.height)
             layer.line_cap = "round"
             if len(segments):
                 layer.stroke_style = OUTLINE_COLOR
@@ -281,13 +344,19 @@ class DragCanvas:
                 layer.stroke_line_segments(segments)
                 layer.fill_style = ARROW_COLOR
                 layer.fill_polygons(heads)
-            for pts, color in ((t, TARGET_COLOR), (h, HANDLE_COLOR)):
+            for pts, color in ((t, TARGET_COLOR), (h[~hollow], HANDLE_COLOR)):
                 if len(pts):
                     layer.fill_style = color
                     layer.fill_circles(pts[:, 0], pts[:, 1], POINT_RADIUS)
                     layer.stroke_style = "white"
                     layer.line_width = 1.5
                     layer.stroke_circles(pts[:, 0], pts[:, 1], POINT_RADIUS)
+            if hollow.any():
+                rings = h[hollow]
+                for color, width in (("white", STUCK_WIDTH + 2), (HANDLE_COLOR, STUCK_WIDTH)):
+                    layer.stroke_style = color
+                    layer.line_width = width
+                    layer.stroke_circles(rings[:, 0], rings[:, 1], POINT_RADIUS - 1)
             if pending is not None:
                 px, py = pending[0] * s, pending[1] * s
                 layer.fill_style = HANDLE_COLOR
@@ -306,10 +375,9 @@ class DragCanvas:
 
     def _draw_mask_layer(self) -> None:
         layer = self.mask_layer
-        size = self.widget.width
         s = self.scale
         with batched():
-            layer.clear_rect(0, 0, size, size)
+            layer.clear_rect(0, 0, self.widget.width, self.widget.height)
             if self._mask_data is not None and self.mask_visible:
                 layer.image_smoothing_enabled = False  # crisp edges: mask pixels are exact
                 layer.set_transform(s, 0, 0, s, 0, 0)
@@ -362,7 +430,7 @@ class DragCanvas:
         if self._frame is not None:
             self.draw_frame(self._frame)
         self._draw_mask_layer()
-        self.draw_points(*self._points)
+        self.draw_points(*self._points, stuck=self._stuck)
 
 
 def _arrows(h: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,9 +15,14 @@ from typing import Any, Callable, Optional
 
 import ipywidgets as widgets
 
-TOOLS = ("points", "brush", "eraser")
+TOOLS = ("points", "brush", "fixed")
 LABEL_WIDTH = "92px"
-PANEL_WIDTH = "350px"
+# Beside a 512-px canvas the panel takes the room left (a notebook at 1280 px with
+# JupyterLab's file browser open leaves about 330 px), between these widths; every row inside
+# stretches to it rather than adding up fixed widths, which made the tabs scroll sideways.
+PANEL_WIDTH = "320px"
+PANEL_MIN_WIDTH = "300px"
+PANEL_MAX_WIDTH = "400px"
 
 # DragConfig fields with a control here, in panel order.
 CONFIG_FIELDS = (
@@ -46,16 +51,23 @@ def _style() -> dict[str, str]:
 
 
 def _row_layout() -> widgets.Layout:
-    return widgets.Layout(width="100%")
+    """As wide as the box around it, margins included (the box stretches it; 100% would add
+    the margins and stick out)."""
+    return widgets.Layout(width="auto")
+
+
+def _stretch() -> widgets.Layout:
+    """A row's flexible part: takes the room its fixed-width neighbours leave."""
+    return widgets.Layout(width="auto", flex="1 1 auto", min_width="0")
+
+
+def _row(children: Sequence[widgets.Widget], **kw: Any) -> widgets.HBox:
+    return widgets.HBox(list(children), layout=widgets.Layout(width="auto", **kw))
 
 
 def _button(description: str, icon: str, tooltip: str, **kw: Any) -> widgets.Button:
     return widgets.Button(
-        description=description,
-        icon=icon,
-        tooltip=tooltip,
-        layout=widgets.Layout(width="auto", flex="1 1 auto"),
-        **kw,
+        description=description, icon=icon, tooltip=tooltip, layout=_stretch(), **kw
     )
 
 
@@ -73,14 +85,14 @@ class DragControls(widgets.VBox):
         self._on_config: Optional[ConfigCallback] = None
 
         self.tool = widgets.ToggleButtons(
-            options=[("Points", "points"), ("Brush", "brush"), ("Eraser", "eraser")],
+            options=[("Points", "points"), ("Flexible", "brush"), ("Fixed", "fixed")],
             value="points",
             tooltips=[
-                "Click a handle, then its target; click a point again to remove its pair",
-                "Paint the region that may change",
-                "Erase from the painted region",
+                "Click a handle, then its target; click on a dot to remove its pair",
+                "Paint the flexible area: the region that may change",
+                "Paint the fixed area: the region that must not change",
             ],
-            style={"button_width": "104px"},
+            style={"button_width": "98px"},
         )
         self.brush_radius = widgets.IntSlider(
             value=1,
@@ -89,14 +101,21 @@ class DragControls(widgets.VBox):
             description="brush",
             tooltip="brush radius, image pixels",
             style={"description_width": "44px"},
-            layout=widgets.Layout(width="236px"),
+            layout=_row_layout(),
         )
         self.show_mask = widgets.Checkbox(
             value=True,
             description="show mask",
             indent=False,
             tooltip="dim the region that must not change",
-            layout=widgets.Layout(width="100px"),
+            layout=widgets.Layout(width="100px", flex="0 0 100px"),
+        )
+        self.pixels = widgets.Checkbox(
+            value=False,
+            description="pixels",
+            indent=False,
+            tooltip="show the model's own pixels, enlarged without smoothing",
+            layout=widgets.Layout(width="66px", flex="0 0 66px"),
         )
         self.clear_points = _button("Clear points", "times", "Remove every point")
         self.clear_mask = _button("Clear mask", "times", "Remove the mask: everything may change")
@@ -153,52 +172,43 @@ class DragControls(widgets.VBox):
         for name, w in self.fields.items():
             w.description, w.tooltip = labels[name]
             w.style = _style()
-            boxed = isinstance(
-                w, (widgets.IntText, widgets.BoundedIntText, widgets.BoundedFloatText)
-            )
-            if boxed:
-                w.layout = widgets.Layout(width="230px")
-            elif isinstance(w, widgets.Dropdown):
-                w.layout = widgets.Layout(width="292px")
-            else:
-                w.layout = _row_layout()
+            w.layout = _row_layout()
             w.observe(self._make_observer(name), "value")
+        self.fields["seed"].layout = _stretch()
         self.random_seed = _button("", "random", "A random seed")
-        self.random_seed.layout = widgets.Layout(width="40px")
+        self.random_seed.layout = widgets.Layout(width="40px", flex="0 0 40px")
         self.random_seed.on_click(self._pick_random_seed)
 
         self.model = widgets.Combobox(
             options=list(models),
             value="",
-            placeholder="default or a path",
+            placeholder="default, a name or a path",
             description="model",
             ensure_option=False,
             style=_style(),
-            layout=widgets.Layout(width="222px"),
+            layout=_stretch(),
         )
         self.load = _button("Load", "", "Load this model (a new image)")
         self.load.layout = widgets.Layout(width="62px", flex="0 0 62px")
-        self.save_path = widgets.Text(
-            value="draggan.png",
-            description="file",
+        self.folder = widgets.Text(
+            value="draggan-output",
+            description="folder",
+            tooltip="where files with a relative name go; created when first written",
             style=_style(),
-            layout=widgets.Layout(width="200px"),
+            layout=_row_layout(),
+        )
+        self.save_path = widgets.Text(
+            value="draggan.png", description="PNG", style=_style(), layout=_stretch()
         )
         self.save = _button("Save PNG", "", "Save the current image as PNG")
         self.save.layout = _file_button_layout()
         self.gif_path = widgets.Text(
-            value="draggan.gif",
-            description="GIF",
-            style=_style(),
-            layout=widgets.Layout(width="200px"),
+            value="draggan.gif", description="GIF", style=_style(), layout=_stretch()
         )
         self.save_gif = _button("Save GIF", "", "Save the last drag as an animation, with points")
         self.save_gif.layout = _file_button_layout()
         self.mp4_path = widgets.Text(
-            value="draggan.mp4",
-            description="MP4",
-            style=_style(),
-            layout=widgets.Layout(width="200px"),
+            value="draggan.mp4", description="MP4", style=_style(), layout=_stretch()
         )
         self.save_mp4 = _button(
             "Save MP4", "", "Save the last drag as a video, with points (needs the [video] extra)"
@@ -232,14 +242,14 @@ class DragControls(widgets.VBox):
             description="steps",
             tooltip="projection steps: more fit the photo closer and take longer",
             style=_style(),
-            layout=widgets.Layout(width="180px"),
+            layout=_stretch(),
         )
         self.tune = widgets.Checkbox(
             value=False,
             description="pivotal tuning",
             indent=False,
             tooltip="then fine-tune a copy of the generator so the image matches the photo",
-            layout=widgets.Layout(width="130px"),
+            layout=widgets.Layout(width="120px", flex="0 0 120px"),
         )
         self.project = _button(
             "Project", "magic", "Find the photo in the generator's latent space, then drag it"
@@ -247,52 +257,55 @@ class DragControls(widgets.VBox):
         self.set_limits(num_ws=num_ws, resolution=resolution)
 
         f = self.fields
-        drag_box = widgets.VBox(
+        drag_box = _tab(
             [f[n] for n in ("lr", "lambda_mask", "r1", "r2", "max_steps")]
             + [f["w_plus"], f["n_opt_ws"], f["stop_distance"], f["precision"]]
         )
-        image_box = widgets.VBox(
+        image_box = _tab(
             [
-                widgets.HBox([f["seed"], self.random_seed]),
+                _row([f["seed"], self.random_seed]),
                 f["truncation_psi"],
-                widgets.HBox([self.model, self.load]),
+                _row([self.model, self.load]),
             ]
         )
-        photo_box = widgets.VBox(
+        photo_box = _tab(
             [
                 self.upload,
-                widgets.HBox(
-                    [self.photo_steps, self.tune], layout=widgets.Layout(align_items="center")
-                ),
-                widgets.HBox([self.project]),
+                _row([self.photo_steps, self.tune], align_items="center"),
+                _row([self.project]),
             ]
         )
-        files_box = widgets.VBox(
+        files_box = _tab(
             [
-                widgets.HBox([self.save_path, self.save]),
-                widgets.HBox([self.gif_path, self.save_gif]),
-                widgets.HBox([self.mp4_path, self.save_mp4]),
+                self.folder,
+                _row([self.save_path, self.save]),
+                _row([self.gif_path, self.save_gif]),
+                _row([self.mp4_path, self.save_mp4]),
                 self.session_path,
-                widgets.HBox([self.save_session, self.load_session]),
+                _row([self.save_session, self.load_session]),
             ]
         )
         self.tabs = widgets.Tab(
             children=[drag_box, image_box, photo_box, files_box],
             titles=("Drag", "Image", "Photo", "Files"),
+            layout=_row_layout(),
         )
-        row = widgets.HBox
         super().__init__(
             [
                 self.tool,
-                row(
-                    [self.brush_radius, self.show_mask], layout=widgets.Layout(align_items="center")
-                ),
-                row([self.clear_points, self.clear_mask]),
-                row([self.start, self.stop]),
-                row([self.undo, self.redo, self.reset]),
+                self.brush_radius,
+                _row([self.show_mask, self.pixels]),
+                _row([self.clear_points, self.clear_mask]),
+                _row([self.start, self.stop]),
+                _row([self.undo, self.redo, self.reset]),
                 self.tabs,
             ],
-            layout=widgets.Layout(width=PANEL_WIDTH, padding="0 0 0 8px"),
+            layout=widgets.Layout(
+                flex=f"1 1 {PANEL_WIDTH}",
+                min_width=PANEL_MIN_WIDTH,
+                max_width=PANEL_MAX_WIDTH,
+                padding="0 0 0 8px",
+            ),
         )
 
     # --------------------------------------------------------- config binding
@@ -378,6 +391,11 @@ class DragControls(widgets.VBox):
         self.undo.disabled = running or not can_undo
         self.redo.disabled = running or not can_redo
         self.reset.disabled = running
+
+
+def _tab(children: Sequence[widgets.Widget]) -> widgets.VBox:
+    """A tab's page: as wide as the tab, never wider (no sideways scrolling)."""
+    return widgets.VBox(list(children), layout=widgets.Layout(width="auto", overflow="hidden"))
 
 
 def _file_button_layout() -> widgets.Layout:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from nvidia_pickles import tf_variables
 
 from conftest import make_generator
 from draggan_widget.gan import Generator, load_generator, save_generator
@@ -320,47 +321,6 @@ def test_to_rosinality_state_refuses_what_rosinality_lacks():
 # ---------------------------------------------------------------- TF-era pickles
 
 
-def tf_variables(G: Generator) -> tuple[list, list, list]:
-    """The inverse of NVIDIA's TF conversion: (Gs, G_mapping, G_synthesis) variables."""
-    sd = {k: v.numpy() for k, v in G.state_dict().items()}
-    mapping = []
-    if G.c_dim:
-        mapping += [
-            ("LabelEmbed/weight", sd["mapping.embed.weight"].T),
-            ("LabelEmbed/bias", sd["mapping.embed.bias"]),
-        ]
-    for i in range(G.mapping.num_layers):
-        mapping += [
-            (f"Dense{i}/weight", sd[f"mapping.fc{i}.weight"].T),
-            (f"Dense{i}/bias", sd[f"mapping.fc{i}.bias"]),
-        ]
-    synthesis = [("lod", np.float32(0)), ("4x4/Const/const", sd["synthesis.b4.const"][None])]
-    noise = 0
-    for res in G.synthesis.block_resolutions:
-        layers = (
-            [("conv1", "4x4/Conv")]
-            if res == 4
-            else [("conv0", f"{res}x{res}/Conv0_up"), ("conv1", f"{res}x{res}/Conv1")]
-        )
-        for name, scope in [*layers, ("torgb", f"{res}x{res}/ToRGB")]:
-            p = f"synthesis.b{res}.{name}"
-            w = sd[f"{p}.weight"].transpose(2, 3, 1, 0)  # [kh, kw, I, O]
-            synthesis += [
-                (f"{scope}/weight", np.ascontiguousarray(w[::-1, ::-1] if name == "conv0" else w)),
-                (f"{scope}/bias", sd[f"{p}.bias"]),
-                (f"{scope}/mod_weight", sd[f"{p}.affine.weight"].T),
-                (f"{scope}/mod_bias", sd[f"{p}.affine.bias"] - 1),
-            ]
-            if name != "torgb":
-                synthesis += [
-                    (f"{scope}/noise_strength", sd[f"{p}.noise_strength"]),
-                    (f"noise{noise}", sd[f"{p}.noise_const"][None, None]),
-                ]
-                noise += 1
-    top = [("lod", np.float32(0)), ("dlatent_avg", sd["mapping.w_avg"])]
-    return top, mapping, synthesis
-
-
 def tf_kwargs(G: Generator, **extra) -> dict:
     return {
         "num_channels": 3,
@@ -473,7 +433,9 @@ def test_non_path_sources_go_through_the_registry(tmp_path, monkeypatch):
     registry = pytest.importorskip("draggan_widget.gan.registry")
     path = save_generator(make_generator(), tmp_path / "g.safetensors")
     asked = []
-    monkeypatch.setattr(registry, "resolve_source", lambda s: asked.append(s) or path)
+    monkeypatch.setattr(
+        registry, "resolve_source", lambda s, download=True: asked.append(s) or path
+    )
     load_generator("stylegan2-ffhq-512")
     load_generator("https://example.com/g.pkl")
     assert asked == ["stylegan2-ffhq-512", "https://example.com/g.pkl"]
@@ -535,7 +497,7 @@ def test_bad_files_are_refused_with_what_was_found(tmp_path, valid_files, name, 
         load_generator(path)
 
 
-def test_stylegan3_pickle_is_refused(tmp_path, nvidia_globals):
+def test_stylegan3_pickle_without_its_tensors_is_refused(tmp_path, nvidia_globals):
     layer = Persistent("SynthesisInput", {"_parameters": {}, "_buffers": {}, "_modules": {}})
     synthesis = Persistent("SynthesisNetwork", {"_modules": {"input": layer}})
     G = Persistent(
@@ -552,5 +514,5 @@ def test_stylegan3_pickle_is_refused(tmp_path, nvidia_globals):
         },
     )
     (tmp_path / "sg3.pkl").write_bytes(pickle.dumps({"G_ema": G, "D": None}))
-    with pytest.raises(ValueError, match="StyleGAN3"):
+    with pytest.raises(ValueError, match=r"StyleGAN3 \(config T\) file is incomplete"):
         load_generator(tmp_path / "sg3.pkl")

@@ -7,9 +7,11 @@ Events are fed the way the browser's arrive (``canvas._on_mouse_down`` with canv
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
 import threading
 import types
+import warnings
 from unittest.mock import MagicMock
 
 import numpy as np
@@ -19,6 +21,7 @@ from PIL import Image
 from widget_fakes import TIMEOUT, FakeSession
 
 from conftest import make_generator
+from draggan_widget import export
 from draggan_widget.drag import DragConfig, DragSession
 from draggan_widget.widget import DragWidget
 from draggan_widget.widget.app import paint_segment
@@ -64,22 +67,33 @@ def test_first_click_is_a_handle_second_its_target(w, fake):
     assert w.pending is None and w.handles == [(4, 5)] and w.targets == [(20, 5)]
 
 
-def test_click_near_a_point_removes_its_pair(w, fake):
+def test_a_click_on_a_dot_removes_its_pair(w, fake):
     click(w, 4, 5)
     click(w, 20, 5)
     click(w, 10, 10)
     click(w, 25, 25)
-    click(w, 20.3, 5.2)  # near the first target (pick radius 10 canvas px)
+    click(w, 20.2, 5.2)  # on the first target's dot (4.5 screen px from its centre)
     assert fake.handles == [(10, 10)] and fake.targets == [(25, 25)]
     click(w, 6, 6)
-    click(w, 6.2, 6)  # near the pending handle: removes it
+    click(w, 6.2, 6)  # on the pending handle's dot: takes it back
     assert w.pending is None and fake.handles == [(10, 10)]
+
+
+def test_a_target_just_beside_a_point_is_placed_not_a_removal(w, fake):
+    """The old pick radius (10 screen px) turned a short drag's target into a removal."""
+    click(w, 4, 5)
+    click(w, 20, 5)
+    click(w, 10, 10)  # a handle waits for its target ...
+    click(w, 20.6, 5)  # ... 9.6 screen px from the first target: still its target
+    assert fake.handles == [(4, 5), (10, 10)] and fake.targets == [(20, 5), (20.6, 5)]
+    click(w, 4, 5.6)  # no handle waits: 9.6 screen px from a dot is a new handle
+    assert w.pending == (4, 5.6) and len(fake.handles) == 2
 
 
 def test_points_are_drawn_with_the_pending_handle(w):
     w.canvas.draw_points = MagicMock()
     click(w, 4, 5)
-    w.canvas.draw_points.assert_called_with([], [], (4, 5))
+    w.canvas.draw_points.assert_called_with([], [], (4, 5), stuck=())
 
 
 def test_a_point_off_the_image_is_reported_and_changes_nothing(w, fake):
@@ -133,11 +147,11 @@ def test_brush_stroke_draws_incrementally_then_once_whole(w):
     assert drawn[0] == 0 and drawn[1] > 0  # all dimmed at the start, exact at the end
 
 
-def test_eraser_removes_paint_and_an_empty_mask_means_no_restriction(w, fake):
+def test_fixed_brush_removes_paint_and_an_empty_mask_means_no_restriction(w, fake):
     w.controls.tool.value = "brush"
     w.controls.brush_radius.value = 2
     stroke(w, (5, 5), (15, 5))
-    w.controls.tool.value = "eraser"
+    w.controls.tool.value = "fixed"
     w.controls.brush_radius.value = 3
     stroke(w, (5, 5), (10, 5))
     assert fake.mask is not None and not fake.mask[5, 5:8].any() and fake.mask[5, 14]
@@ -146,10 +160,69 @@ def test_eraser_removes_paint_and_an_empty_mask_means_no_restriction(w, fake):
     assert fake.mask is None
 
 
-def test_eraser_without_a_mask_says_so(w, fake):
-    w.controls.tool.value = "eraser"
+def test_fixed_brush_without_a_mask_paints_what_must_not_change(w, fake):
+    """The official GUI's fixed-area mode: everything may change except what is painted."""
+    w.canvas.paint = MagicMock()
+    w.controls.tool.value = "fixed"
+    w.controls.brush_radius.value = 2
     stroke(w, (5, 5), (10, 5))
-    assert fake.mask is None and "nothing to erase" in w.status
+    mask = fake.mask
+    assert mask is not None and not mask[5, 5:10].any() and mask[20:].all()
+    assert w.canvas.paint.call_args.kwargs == {"erase": True}  # dims what it paints
+    assert "mask painted" in w.status
+
+
+def test_a_handle_outside_the_painted_region_is_hollow_and_the_status_says_why(w, fake):
+    w.controls.tool.value = "brush"
+    w.controls.brush_radius.value = 4
+    stroke(w, (20, 20), (25, 20))
+    w.controls.tool.value = "points"
+    w.canvas.draw_points = MagicMock()
+    click(w, 4, 5)  # outside the painted region
+    click(w, 20, 5)
+    assert w.canvas.draw_points.call_args.kwargs == {"stuck": (0,)}
+    assert "handle 1 is outside the painted region" in w.status
+    assert "cannot move unless the region includes it" in w.status
+    click(w, 22, 21)  # a second pair, inside: drawn filled
+    click(w, 26, 21)
+    assert w.canvas.draw_points.call_args.kwargs == {"stuck": (0,)}
+    w.controls.clear_mask.click()
+    assert w.canvas.draw_points.call_args.kwargs == {"stuck": ()}
+    assert "outside" not in w.status
+
+
+def test_a_real_session_warns_once_and_the_widget_shows_it_instead():
+    w = DragWidget(make_generator(img_resolution=32), device="cpu")
+    mask = np.zeros((32, 32), bool)
+    mask[16:, :] = True  # the lower half may change
+    with pytest.warns(UserWarning, match="handle 1 is outside the painted region") as seen:
+        w.session.set_points([(5.0, 5.0)], [(5.0, 10.0)])
+        w.session.set_mask(mask)
+    assert len(seen) == 1  # set_points had no mask to check against yet
+    with pytest.warns(UserWarning, match="already on its target"):
+        w.session.set_points([(5.0, 20.0)], [(5.0, 20.0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a pinned handle beside a moving one is a usual move
+        w.session.set_points([(5.0, 20.0), (9.0, 20.0)], [(5.0, 20.0), (9.0, 26.0)])
+    w.session.set_points([], [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the widget's own clicks warn in the status line only
+        click(w, 5, 5)
+        click(w, 5, 10)
+    assert "handle 1 is outside the painted region" in w.status
+    assert w.canvas._stuck == (0,)
+    w.close()
+
+
+def test_pixels_shows_the_models_own_pixels_and_redraws_at_once(w, fake):
+    w.canvas.draw_frame = MagicMock()
+    assert w.canvas.smooth
+    w.controls.pixels.value = True
+    frame = w.canvas.draw_frame.call_args.args[0]
+    assert not w.canvas.smooth and Image.open(io.BytesIO(frame)).size == (32, 32)
+    w.controls.pixels.value = False
+    frame = w.canvas.draw_frame.call_args.args[0]
+    assert w.canvas.smooth and Image.open(io.BytesIO(frame)).size == (256, 256)
 
 
 def test_clear_mask_and_show_mask(w, fake):
@@ -246,7 +319,7 @@ def test_scripted_session_edits_show_after_refresh(w, fake):
     fake.set_points([(1, 1)], [(9, 9)])
     fake.config.lr = 5e-3
     w.refresh()
-    w.canvas.draw_points.assert_called_with([(1, 1)], [(9, 9)], None)
+    w.canvas.draw_points.assert_called_with([(1, 1)], [(9, 9)], None, stuck=())
     assert w.controls.fields["lr"].value == 5e-3
 
 
@@ -365,6 +438,33 @@ def test_expected_step_errors_are_explained_without_a_traceback(w, fake, exc, sh
     assert shown in text and "Traceback" not in text
 
 
+def test_only_the_latest_error_is_shown_and_a_success_clears_it(w, fake):
+    """Issue 28: errors stacked under the widget and stayed after later successes."""
+    w.canvas._on_mouse_down(-16, 40)
+    w.canvas._on_mouse_down(-32, 40)
+    w.controls.start.click()  # no points yet
+    shown = [o["text"] for o in w.output.outputs]
+    assert len(shown) == 1 and "add a handle" in shown[0]
+    click(w, 4, 5)
+    assert w.output.outputs == () and "waiting for its target" in w.status
+
+
+@pytest.mark.parametrize(
+    "exc, words",
+    [
+        (ValueError("the file name must end in .png"), "must end in .png"),
+        (export.MissingExtraError("pip install 'draggan-widget[video]'"), "pip install"),
+        (PermissionError(13, "Permission denied", "/root/x.png"), "permission denied (/root/x"),
+        (KeyError("w_avg"), "something went wrong inside draggan-widget ('w_avg')"),
+        (RuntimeError(), "something went wrong inside draggan-widget; the details are below"),
+    ],
+)
+def test_errors_are_said_in_words_without_class_names(w, exc, words):
+    w.report(exc, "save")
+    assert words in w.status and type(exc).__name__ not in w.status
+    assert "Error" not in w.status
+
+
 def test_undo_redo_reset_buttons(w, fake):
     click(w, 2, 2)
     click(w, 6, 2)
@@ -379,6 +479,30 @@ def test_undo_redo_reset_buttons(w, fake):
     assert fake.step_count == 0
 
 
+def test_reset_keeps_the_current_pairs_and_restarts_the_step_count():
+    """Issue 28: Reset brought cleared points back, dropped new ones, and kept counting."""
+    w = DragWidget(make_generator(img_resolution=32), device="cpu")
+    s = w.session
+    click(w, 8, 8)
+    click(w, 12, 8)
+    s.run(max_steps=3)
+    assert s.handles != [(8.0, 8.0)] and s.step_count == 3
+    w.clear_points()
+    click(w, 20, 20)  # a pair added after the drag
+    click(w, 20, 26)
+    s.run(max_steps=2)
+    dragged = s.handles[0]
+    click(w, 4, 4)  # and one added after the second drag
+    click(w, 4, 9)
+    w.controls.reset.click()
+    assert s.targets == [(20.0, 26.0), (4.0, 9.0)]  # the cleared pair stays cleared
+    assert s.handles == [(20.0, 20.0), (4.0, 4.0)]  # each handle where it was placed
+    assert dragged != (20.0, 20.0) and s.step_count == 0
+    assert torch.equal(s.ws, s._ws_initial)
+    assert s.step().step == 1
+    w.close()
+
+
 def test_frames_are_drawn_on_the_loop_thread():
     """In a kernel the worker never draws: frames arrive through the event loop."""
 
@@ -387,7 +511,7 @@ def test_frames_are_drawn_on_the_loop_thread():
         w = DragWidget(session=fake)
         threads: set = set()
         w.canvas.draw_frame = lambda data: threads.add(threading.get_ident())
-        w.canvas.draw_points = lambda *a: threads.add(threading.get_ident())
+        w.canvas.draw_points = lambda *a, **k: threads.add(threading.get_ident())
         finished = asyncio.Event()
         w.observe(lambda ch: None if ch["new"] else finished.set(), "running")
         fake.set_points([(2, 2)], [(12, 2)])

@@ -2,8 +2,9 @@
 a brush stroke and Start/Stop act on the canvas, whose pixels and step counter change.
 
 Needs Debian's chromium (``apt-get install chromium``; Playwright's own browsers cannot
-be downloaded here) and ``pip install jupyterlab playwright``. The screenshot is saved as
-``artifacts/widget_browser.png``.
+be downloaded here) and ``pip install jupyterlab playwright``. The screenshots are saved as
+``artifacts/widget_browser.png`` (after the drag) and ``artifacts/widget_1280_<tab>.png``
+(the layout in a 1280-px window, one per tab).
 """
 
 from __future__ import annotations
@@ -99,17 +100,19 @@ w = DragWidget({MODEL}, seed={SEED}, config=DragConfig(max_steps=100000), device
 w"""
 
 
-def _notebook(path: Path) -> None:
+def _notebook(path: Path, *sources: str) -> None:
+    """A notebook of code cells (default: the one `CELL`)."""
     nb = {
         "cells": [
             {
                 "cell_type": "code",
                 "execution_count": None,
-                "id": "drag",
+                "id": f"cell{i}",
                 "metadata": {},
                 "outputs": [],
-                "source": CELL,
+                "source": source,
             }
+            for i, source in enumerate(sources or (CELL,))
         ],
         "metadata": {
             "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -118,6 +121,17 @@ def _notebook(path: Path) -> None:
         "nbformat_minor": 5,
     }
     path.write_text(json.dumps(nb))
+
+
+# A 64 x 32 portrait (StyleGAN-Human's layout), random weights: only its shape matters here.
+PORTRAIT_CELL = f"""\
+import sys
+sys.path[:0] = [{str(REPO / "tests")!r}]
+from conftest import make_generator
+from draggan_widget import DragWidget
+
+w = DragWidget(make_generator(img_resolution=64, square=False), seed=0, device="cpu")
+w"""
 
 
 def _free_port() -> int:
@@ -131,6 +145,7 @@ def lab(tmp_path_factory) -> Iterator[str]:
     """A JupyterLab server on 127.0.0.1 in a temporary directory; yields the notebook URL."""
     root = tmp_path_factory.mktemp("lab")
     _notebook(root / "drag.ipynb")
+    _notebook(root / "portrait.ipynb", PORTRAIT_CELL, "print(w.session.handles, w.session.targets)")
     settings = root / ".settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
@@ -227,7 +242,9 @@ def test_drag_in_jupyterlab(lab):
             page.set_default_timeout(TIMEOUT_MS)
             page.goto(lab)
             page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+            page.wait_for_selector(
+                ".jp-Notebook-ExecutionIndicator[data-status='idle'] >> visible=true"
+            )
             page.keyboard.press("Shift+Enter")
             status = lambda: page.evaluate(STATUS_JS)  # noqa: E731
             page.wait_for_function(f"() => ({STATUS_JS})().includes('point pair')")
@@ -250,7 +267,7 @@ def test_drag_in_jupyterlab(lab):
             page.wait_for_function(f"() => ({STATUS_JS})().startsWith('1 point pair')")
 
             # a brush stroke around them: the region that may change
-            button("Brush").click()
+            button("Flexible").click()
             cx, cy = 4 * (hx + tx), 4 * (hy + ty)
             page.mouse.move(*at(cx - 80, cy))
             page.mouse.down()
@@ -292,5 +309,120 @@ def test_drag_in_jupyterlab(lab):
             page.locator(".jp-OutputArea .lm-TabBar-tab", has_text="Image").click()
             page.screenshot(path=str(ARTIFACTS / "widget_browser_image_tab.png"))
             assert not button("Start").is_disabled()
+        finally:
+            browser.close()
+
+
+# Every element of the widget that sticks out of its box sideways, as "what: by how much".
+OVERFLOW_JS = """() => {
+  const out = [];
+  const root = [...document.querySelectorAll('.jp-OutputArea .widget-vbox')]
+      .find(e => e.querySelector('canvas') && e.querySelector('.widget-tab'));
+  if (!root) return ['no widget'];
+  const area = root.closest('.jp-OutputArea-output').getBoundingClientRect();
+  const box = root.getBoundingClientRect();
+  if (box.right > area.right + 1) out.push(`widget: ${box.right - area.right}px`);
+  for (const e of root.querySelectorAll('*')) {
+    if (e.offsetParent === null) continue;  // hidden (another tab)
+    if (e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible')
+      out.push(`${e.className || e.tagName} scrolls by ${e.scrollWidth - e.clientWidth}px`);
+    const r = e.getBoundingClientRect();
+    if (r.width > 0 && r.right > area.right + 1)
+      out.push(`${e.className || e.tagName} ends ${r.right - area.right}px outside`);
+  }
+  return out;
+}"""
+
+
+# Share of horizontally adjacent pixels of the image layer that are equal: about 7/8 when
+# each model pixel is drawn as an 8 x 8 square, far fewer when the image is smoothed.
+SAME_NEIGHBOURS_JS = """() => {
+  const img = [...document.querySelectorAll('canvas')].filter(e => e.width === 512)[0];
+  const d = img.getContext('2d').getImageData(0, 0, img.width, img.height).data;
+  let same = 0, all = 0;
+  for (let i = 0; i + 4 < d.length; i += 4 * 3) {
+    all++;
+    if (d[i] === d[i + 4] && d[i + 1] === d[i + 5] && d[i + 2] === d[i + 6]) same++;
+  }
+  return same / all;
+}"""
+
+
+def test_the_panel_fits_a_1280_px_window(lab):
+    """Issue 28: at 1500 px the tabs scrolled sideways and boxes and status lines were cut."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(lab)
+            page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+            page.wait_for_selector(
+                ".jp-Notebook-ExecutionIndicator[data-status='idle'] >> visible=true"
+            )
+            page.keyboard.press("Shift+Enter")
+            page.wait_for_function(f"() => ({STATUS_JS})().includes('point pair')")
+            problems = {}
+            for tab in ("Drag", "Image", "Photo", "Files"):
+                page.locator(".jp-OutputArea .lm-TabBar-tab", has_text=tab).click()
+                problems[tab] = page.evaluate(OVERFLOW_JS)
+                page.screenshot(path=str(ARTIFACTS / f"widget_1280_{tab.lower()}.png"))
+            assert problems == {tab: [] for tab in problems}, json.dumps(problems, indent=1)
+
+            # Issue 23: the image is scaled smoothly; "pixels" shows the model's own pixels
+            assert page.evaluate(SAME_NEIGHBOURS_JS) < 0.5
+            page.locator(".jp-OutputArea .widget-checkbox", has_text="pixels").click()
+            page.wait_for_function(f"() => ({SAME_NEIGHBOURS_JS})() > 0.8")
+        finally:
+            browser.close()
+
+
+def test_a_portrait_model_is_shown_as_a_portrait_and_clicks_land_under_the_pointer(lab):
+    """Issue 21: a 64 x 32 model on a 256 x 512 canvas; clicks near two opposite corners
+    become points at the image pixels under the pointer (read back from the kernel)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(lab.replace("drag.ipynb", "portrait.ipynb"))
+            page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+            page.wait_for_selector(
+                ".jp-Notebook-ExecutionIndicator[data-status='idle'] >> visible=true"
+            )
+            page.keyboard.press("Shift+Enter")
+            page.wait_for_function(f"() => ({STATUS_JS})().includes('point pair')")
+
+            canvas = page.locator(".jp-OutputArea canvas").last
+            size = canvas.evaluate("c => [c.width, c.height]")
+            box = canvas.bounding_box()
+            assert size == [256, 512]  # the canvas is a portrait, not a padded square
+            assert box is not None and abs(box["height"] - 2 * box["width"]) <= 1
+            k = box["width"] / 256  # CSS px per canvas px; the image is drawn 8x
+
+            def at(x: float, y: float) -> tuple[float, float]:
+                return box["x"] + 8 * x * k, box["y"] + 8 * y * k
+
+            page.mouse.click(*at(1.5, 2.5))  # near the top-left corner
+            page.mouse.click(*at(30.5, 61.5))  # near the bottom-right corner
+            page.wait_for_function(f"() => ({STATUS_JS})().startsWith('1 point pair')")
+            page.locator(".jp-Notebook .jp-Cell .cm-content").nth(1).click()
+            page.keyboard.press("Shift+Enter")  # the second cell prints the points
+            printed = page.locator(".jp-OutputArea-output pre", has_text="[(").last
+            handles, targets = (
+                re.findall(r"\(([-\d.]+), ([-\d.]+)\)", part)
+                for part in printed.inner_text().split("] [")
+            )
+            for (x, y), want in zip(handles + targets, [(1.5, 2.5), (30.5, 61.5)]):
+                assert abs(float(x) - want[0]) <= 0.5 and abs(float(y) - want[1]) <= 0.5
         finally:
             browser.close()

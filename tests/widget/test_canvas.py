@@ -55,7 +55,7 @@ def test_small_images_are_scaled_up_to_the_display_size():
     assert c.widget.width == c.widget.height == 512 and c.scale == 8
     assert c.to_image_xy(80, 40) == (10, 5)
     assert c.to_canvas_xy(10, 5) == (80, 40)
-    assert c.pick_radius == pytest.approx(10 / 8)
+    assert c.pick_radius == pytest.approx(7 / 8)  # the dot itself: 7 screen px
     assert DragCanvas(1024).scale == 0.5 and DragCanvas(1024, display_size=1024).scale == 1
     assert DragCanvas(256, display_size=384).scale == 1.5
 
@@ -123,9 +123,53 @@ def test_draw_frame_sends_one_message_with_the_encoded_bytes(sent):
     assert sent.images() == [data]
     names = sent.names()
     assert names.index("setTransform") < names.index("putImageData")
-    cmds, _ = sent.messages[0]
-    set_transform = next(cmd for cmd in cmds if cmd[0] == ipc.COMMANDS["setTransform"])
-    assert set_transform[1][0] == 8  # scaled by the canvas transform, not in numpy
+
+
+def test_frames_are_scaled_smoothly_unless_pixels_are_asked_for(sent):
+    """Issue 23: the 64-px face read as 8 x 8 blocks of colour."""
+    smoothing = ipc.Canvas.ATTRS["image_smoothing_enabled"]
+
+    def drawn() -> tuple[float, bool]:
+        """The scale and the smoothing the last frame was drawn with."""
+        cmds = sent.messages[-1][0]
+        scale = next(cmd[1][0] for cmd in cmds if cmd[0] == ipc.COMMANDS["setTransform"])
+        sets = [cmd[1] for cmd in cmds if cmd[0] == ipc.COMMANDS["set"]]
+        return scale, next(value for attr, value in sets if attr == smoothing)
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    c = DragCanvas(64)
+    smooth = c.encode(image)
+    big = np.asarray(Image.open(io.BytesIO(smooth)).convert("RGB"), dtype=float)
+    assert big.shape == (256, 256, 3)  # 4x here, the last 2x in the browser
+    assert big[4:8, 4:8].std(axis=(0, 1)).mean() > 5  # not one flat block per model pixel
+    c.draw_frame(smooth)
+    assert drawn() == (2, True)
+    for side, sent_side in ((128, 256), (256, 256), (1024, 1024)):  # 2x and less: the browser's
+        frame = DragCanvas(side).encode(np.zeros((side, side, 3), np.uint8))
+        assert Image.open(io.BytesIO(frame)).size == (sent_side, sent_side)
+
+    c.smooth = False  # the "pixels" option: the model's pixels, each a crisp square
+    exact = c.encode(image)
+    assert Image.open(io.BytesIO(exact)).size == (64, 64)
+    c.draw_frame(exact)
+    assert drawn() == (8, False)
+    c.draw_frame(smooth)  # a frame encoded before the switch is still drawn to fit
+    assert drawn()[0] == 2
+
+
+def test_a_handle_that_cannot_move_is_drawn_hollow():
+    c = DragCanvas(64)
+    layer = c.points_layer
+    for name in ("fill_circles", "stroke_circles"):
+        setattr(layer, name, MagicMock())
+    c.draw_points([(10, 10), (40, 40)], [(30, 10), (50, 40)], stuck=[1])
+    filled = [call.args[0].tolist() for call in layer.fill_circles.call_args_list]
+    assert filled == [[240, 400], [80]]  # targets, then the handle that can move
+    ring = layer.stroke_circles.call_args_list[-1].args
+    assert ring[0].tolist() == [320] and ring[1].tolist() == [320]
+    c.redraw()  # a new browser view draws it hollow too
+    assert layer.fill_circles.call_args_list[-1].args[0].tolist() == [80]
 
 
 def test_points_are_drawn_in_canvas_pixels():

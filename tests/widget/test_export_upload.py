@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import sys
 import threading
 from unittest.mock import MagicMock
@@ -20,7 +21,7 @@ import torch
 from PIL import Image
 from widget_fakes import TIMEOUT
 
-from conftest import make_generator
+from conftest import REPO, make_generator
 from draggan_widget import invert
 from draggan_widget.drag import DragConfig, DragSession
 from draggan_widget.gan.formats import save_generator
@@ -104,7 +105,7 @@ def test_save_gif_problems_are_reported_and_write_nothing(w, tmp_path):
     drag(w)
     w.controls.gif_path.value = str(tmp_path / "no-such-folder" / "a.gif")
     w.controls.save_gif.click()
-    assert "save gif" in w.status and "No such file" in w.status
+    assert "save gif: the folder" in w.status and "no-such-folder does not exist" in w.status
     assert "Traceback" not in errors_shown(w)  # a user's error: the message says it all
     w.controls.gif_path.value = str(tmp_path / "a.png")
     w.controls.save_gif.click()
@@ -234,7 +235,67 @@ def test_a_session_names_a_known_model_and_embeds_a_tuned_one(G, photo, tmp_path
     w.close()
 
 
+def test_relative_names_go_to_the_output_folder_that_the_status_names(G, tmp_path):
+    """Issue 28: files landed in the notebook's folder of the clone, and nothing said where."""
+    out = tmp_path / "draggan-output"
+    w = DragWidget(G, seed=0, config=DragConfig(max_steps=2), device="cpu", out_dir=out)
+    assert w.controls.folder.value == str(out) and not out.exists()
+    w.controls.save.click()  # the default name, draggan.png
+    assert (out / "draggan.png").is_file() and w.status == f"saved {out / 'draggan.png'}"
+    w.controls.session_path.value = "edit.json"
+    w.controls.save_session.click()
+    assert (out / "edit.json").is_file() and str(out / "edit.json") in w.status
+    w.controls.load_session.click()  # the same relative name reads it back
+    assert w.status.startswith(f"loaded {out / 'edit.json'}")
+    w.controls.folder.value = str(tmp_path / "elsewhere")
+    assert w.save_png("a.png") == tmp_path / "elsewhere" / "a.png"
+    assert w.save_png(tmp_path / "b.png") == tmp_path / "b.png"  # absolute: as given
+    w.close()
+
+
+@pytest.mark.weights
+def test_a_session_of_the_bundled_model_names_it_instead_of_copying_it(tmp_path):
+    """Issue 28: each save copied the unchanged bundled generator, readable by its owner only."""
+    from draggan_widget import load_generator
+
+    if not (REPO / "weights" / "default.safetensors").exists():
+        pytest.skip("no bundled model")
+    w = DragWidget(load_generator("default"), seed=0, device="cpu", out_dir=tmp_path)
+    path = w.save_session("edit.json")
+    assert json.loads(path.read_text())["model"]["id"] == "default"
+    assert not (tmp_path / "edit.generator.safetensors").exists()
+    assert "generator" not in w.status
+    w.load_session("edit.json")
+    assert torch.equal(w.session.ws, DragSession(load_generator("default"), seed=0).ws)
+    w.close()
+
+
+def test_an_embedded_generator_gets_the_usual_file_permissions(G, tmp_path):
+    w = DragWidget(G, seed=0, device="cpu", out_dir=tmp_path)
+    w.save_session("edit.json")
+    plain = tmp_path / "plain"
+    plain.write_text("")  # what this process's umask gives a new file
+    embedded = tmp_path / "edit.generator.safetensors"
+    assert embedded.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    w.close()
+
+
 # ----------------------------------------------------------------------------- photos
+
+
+def test_choosing_a_photo_says_so_and_progress_counts_the_steps_asked_for(w, photo):
+    """Issue 28: no status until projection started, and a count per stage, not per photo."""
+    w.controls.photo_steps.value = PHOTO_STEPS
+    upload(w, photo, name="me.png")
+    assert "photo me.png" in w.status and "chosen" in w.status
+    assert f"in {PHOTO_STEPS} steps" in w.status
+    seen: list[str] = []
+    w.observe(lambda ch: seen.append(ch["new"]), "status")
+    w.controls.project.click()
+    assert w.wait(TIMEOUT)
+    counts = [m.group(1, 2) for m in map(re.compile(r"step (\d+)/(\d+)").search, seen) if m]
+    assert counts and {total for _, total in counts} == {str(PHOTO_STEPS)}
+    assert max(int(done) for done, _ in counts) > PHOTO_STEPS // 2  # the W+ stage counts on
 
 
 def test_an_uploaded_png_is_projected_shown_and_can_be_dragged(w, G, photo):
@@ -334,5 +395,5 @@ def test_photo_progress_and_result_reach_the_widget_on_the_loop_thread(G, photo)
 
     threads, statuses, loop_thread = asyncio.run(main())
     assert threads == {loop_thread}
-    assert any(f"/{PHOTO_STEPS // 2}" in s and "PSNR" in s for s in statuses)  # progress shown
+    assert any(f"/{PHOTO_STEPS}" in s and "PSNR" in s for s in statuses)  # progress shown
     assert statuses[-1].startswith("photo: PSNR")

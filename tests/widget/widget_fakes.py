@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from draggan_widget.drag import DragConfig, StepResult
+from draggan_widget.drag.session import OUTSIDE_REGION
 
 TIMEOUT = 20.0  # seconds any wait in these tests may take before it counts as a hang
 
@@ -54,6 +55,11 @@ class FakeSession:
         self.seeds_drawn: list[int] = []
 
     @property
+    def shape(self):
+        """``(height, width)``, as the real session's: the fake is square."""
+        return (self.resolution, self.resolution)
+
+    @property
     def arithmetic(self):
         """As the real session on a CPU without BF16: 'auto' runs float32."""
         return "float32" if self.config.precision == "auto" else self.config.precision
@@ -80,6 +86,17 @@ class FakeSession:
         self._handles = [tuple(map(float, p)) for p in handles]
         self._targets = [tuple(map(float, p)) for p in targets]
         self._in_drag = False
+
+    def stuck_points(self):
+        """Handles outside the editable region, as the real session names them."""
+        if self._mask is None:
+            return []
+        side = self.resolution - 1
+        return [
+            (i, OUTSIDE_REGION)
+            for i, (x, y) in enumerate(self._handles)
+            if not self._mask[min(int(y), side), min(int(x), side)]
+        ]
 
     def set_mask(self, mask):
         if mask is not None:

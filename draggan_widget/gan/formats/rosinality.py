@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .. import ops
 from ..stylegan2 import DEFAULT_FILTER, Generator
+from .checks import check_generator_kwargs
 from .nvidia_pkl import load_state_strict
 from .safe_pickle import UnsafePickleError, describe, torch_load_weights_only
 
@@ -169,7 +170,9 @@ def from_rosinality_state(
             (unknown or missing tensors, wrong shapes, a blur kernel other than [1, 3, 3, 1]).
     """
     state = {k: v for k, v in state.items() if isinstance(v, Tensor)}
-    G = Generator(**_architecture(state))
+    config = _architecture(state)
+    check_generator_kwargs(config)
+    G = Generator(**config)
     own = G.state_dict()
     pairs = _pairs(G)
     blur = ops.setup_filter(DEFAULT_FILTER) * 4

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..stylegan2 import DEFAULT_FILTER, Generator
+from .checks import check_generator_kwargs
 from .nvidia_pkl import load_state_strict
 from .safe_pickle import TFNetworkStub
 
@@ -224,7 +225,9 @@ def generator_from_tf(obj: Any) -> Generator:
         raise ValueError(f"the TF network's variables are not numeric arrays: {exc}") from exc
     kwargs = net.static_kwargs
     _check_kwargs(kwargs, params)
-    G = Generator(**_init_kwargs(kwargs, params))
+    config = _init_kwargs(kwargs, params)
+    check_generator_kwargs(config)
+    G = Generator(**config)
     recorder = _Recorder(params)
     rules = _converters(recorder)
     tensors = {}
