@@ -94,16 +94,13 @@ __all__ = [  # the benchmark's pieces, wherever they live, for its tests and sib
 
 logger = logging.getLogger("bench.quality")
 
-ABLATIONS = (  # ours with one improvement switched off, or one of the options switched on
+ABLATIONS = (  # ours with one improvement switched off
     "ours:tracking=nearest",
     "ours:max_track_move=None",
     "ours:track_patch=1",
     "ours:settle=1",
     "ours:anchor=0",
     "ours:rebalance=False",
-    "ours:slow_down=3",
-    "ours:template_momentum=0.2",
-    "ours:track_res=64",
 )
 
 

@@ -47,6 +47,7 @@ from torch import Tensor
 
 from . import __version__
 from .drag import DragConfig, DragSession, StepResult
+from .drag.config import REMOVED_FIELDS
 from .gan.formats import WeightsFileError, load_generator, save_generator
 from .gan.formats.safe_pickle import torch_load_weights_only
 from .gan.registry import DownloadError
@@ -678,6 +679,14 @@ def _checked_file(json_path: Path, entry: Any, what: str) -> Path:
 def _config(json_path: Path, fields: Any) -> DragConfig:
     if not isinstance(fields, dict):
         raise SessionFileError(f"{json_path}: 'config' must be an object")
+    for name, neutral in REMOVED_FIELDS.items():
+        if name in fields and fields[name] != neutral:
+            raise SessionFileError(
+                f"{json_path}: config.{name} = {fields[name]!r}, but this version has no "
+                f"{name} (it measured no better than off and was removed); set it to "
+                f"{neutral!r} in the file to load the session without it"
+            )
+    fields = {k: v for k, v in fields.items() if k not in REMOVED_FIELDS}
     known = {k: v for k, v in fields.items() if k in DragConfig.__dataclass_fields__}
     unknown = sorted(set(fields) - set(known))
     if unknown:

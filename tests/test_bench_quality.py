@@ -124,7 +124,7 @@ def test_outside_feature_change_is_zero_for_unchanged_images():
 def test_parse_preset_changes_one_field_and_refuses_unknown_names():
     cfg = quality.parse_preset("ours:max_track_move=None,tracking=nearest")
     assert cfg.max_track_move is None and cfg.tracking == "nearest"
-    assert cfg.slow_down == quality.parse_preset("ours").slow_down
+    assert cfg.anchor == quality.parse_preset("ours").anchor
     assert quality.parse_preset("paper").tracking == "nearest"
     with pytest.raises(ValueError, match="unknown preset"):
         quality.parse_preset("best")

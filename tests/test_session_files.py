@@ -223,3 +223,24 @@ def test_steps_run_without_rendering_are_still_reported(G) -> None:
     s.step(render=True)
     with pytest.raises(ValueError, match="step 2 of the drag has no image"):
         drag_frames(s)
+
+
+# ------------------------------------------------ removed config fields
+
+
+def test_a_removed_field_at_its_neutral_value_still_loads(G, session, tmp_path: Path) -> None:
+    out = save_session(session, tmp_path / "old.json", model="tiny")
+    doc = json.loads(out.read_text())
+    config = {**doc["config"], "slow_down": 0.0, "template_momentum": 0.0, "track_res": None}
+    _rewrite(out, config=config)
+    assert load_session(out, G, device="cpu").config == session.config
+
+
+@pytest.mark.parametrize(("name", "value"), [("slow_down", 3.0), ("track_res", 64)])
+def test_a_removed_field_that_was_on_is_refused_with_what_to_do(
+    G, session, tmp_path: Path, name: str, value: object
+) -> None:
+    out = save_session(session, tmp_path / "old.json", model="tiny")
+    _rewrite(out, config={**json.loads(out.read_text())["config"], name: value})
+    with pytest.raises(SessionFileError, match=f"config.{name} = .*was removed.*set it to"):
+        load_session(out, G, device="cpu")

@@ -15,6 +15,9 @@ from .precision import PRECISIONS
 
 Tracking = Literal["nearest", "subpixel"]
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
+# Fields that existed and were measured no better than off (bench/README.md, tried and not
+# kept), with their neutral values: a session file that sets one to it still loads.
+REMOVED_FIELDS: dict[str, Any] = {"slow_down": 0.0, "template_momentum": 0.0, "track_res": None}
 PAPER_RES = 512  # the paper's radii are image pixels of a 512-px model
 MIN_R1_PX = 1.5  # smallest supervision disc: the 3x3 pixels around a handle
 MIN_R2_PX = 3.0  # smallest tracking window: a handle moves about 1 px per step
@@ -77,7 +80,6 @@ _CHECKS: dict[str, Any] = {
     "r1": lambda v: _positive("r1", v),
     "r2": lambda v: _positive("r2", v),
     "feature_res": _check_feature_res,
-    "track_res": lambda v: _check_feature_res(v, "track_res"),
     "n_opt_ws": _check_n_opt_ws,
     "truncation_psi": lambda v: _check_unit_interval("truncation_psi", v),
     "stop_distance": lambda v: v is None or _positive("stop_distance", v),
@@ -85,8 +87,6 @@ _CHECKS: dict[str, Any] = {
     "tracking": _check_tracking,
     "max_track_move": lambda v: v is None or _positive("max_track_move", v),
     "track_patch": _check_track_patch,
-    "template_momentum": lambda v: _check_unit_interval("template_momentum", v),
-    "slow_down": lambda v: _non_negative("slow_down", v),
     "settle": _check_settle,
     "anchor": lambda v: _check_unit_interval("anchor", v),
     "precision": _check_precision,
@@ -121,8 +121,6 @@ class DragConfig:
     """Side of the supervised feature map; None = image side / 4, within [32, 128]."""
     w_plus: bool = True
     """Optimise a separate style per layer (W+) instead of one shared w (W)."""
-    track_res: Optional[int] = None
-    """Side of the feature map the tracker searches; None = the supervised map (paper)."""
     n_opt_ws: int = 6
     """Only the first this-many style vectors move (paper: 6, the coarse layers)."""
     truncation_psi: float = 0.7
@@ -141,11 +139,6 @@ class DragConfig:
     """Tracking compares this-many x this-many feature cells around each candidate with the
     same patch around the handle at the start (1 = the handle's feature alone, paper), so a
     handle on an edge cannot slide along it."""
-    template_momentum: float = 0.0
-    """Blend the tracked feature into the handle template when confident (0 = fixed, paper)."""
-    slow_down: float = 0.0
-    """Once every moving handle is within this many px of its target, the latent's step
-    shrinks in proportion to the farthest one's distance (0 = full steps, paper)."""
     rebalance: bool = True
     """Scale the drag's loss by handles / handles still moving, so the last ones to arrive
     move as fast as all of them did at first (paper: False, the plain sum). On the drag
@@ -197,9 +190,7 @@ class DragConfig:
             tracking="nearest",
             max_track_move=None,
             track_patch=1,
-            template_momentum=0.0,
             rebalance=False,
-            slow_down=0.0,
             settle=1.0,
             anchor=0.0,
             mask_image=False,
@@ -235,15 +226,6 @@ class DragConfig:
                 )
             return self.feature_res
         return min(max(img_resolution // 4, 32), 128, img_resolution)
-
-    def track_side(self, img_resolution: int) -> int:
-        """Side of the feature map the tracker searches: never coarser than the supervised one."""
-        side = self.feature_side(img_resolution)
-        if self.track_res is None:
-            return side
-        if self.track_res > img_resolution:
-            raise ValueError(f"track_res={self.track_res} exceeds the image side {img_resolution}")
-        return max(self.track_res, side)
 
     def stop_px(self, n_points: int) -> float:
         """Distance at which a handle counts as arrived (paper: 1 px, 2 px above 5 points)."""

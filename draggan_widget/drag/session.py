@@ -36,7 +36,6 @@ from .supervision import (
 from .tracking import patch_offsets, track_points
 
 Point = tuple[float, float]
-CONFIDENT_MATCH = 0.5  # a match this close (relative to the template's norm) updates it
 OUTSIDE_REGION = "is outside the painted region: it cannot move unless the region includes it"
 ON_TARGET = "is already on its target: there is nothing to drag"
 PointsLike = Sequence[Sequence[float]]
@@ -59,15 +58,13 @@ class StepResult:
 class _Supervised(NamedTuple):
     """What `_supervise` computed for one step; `step` commits it, or drops it on error."""
 
-    handles: Tensor  # [K, 2] tracked positions
-    dist: Tensor  # [K] px from each tracked handle to its target
-    loss: Tensor
+    loss: float
     done: bool  # every handle rests: no update this step
-    state: SynthesisState  # the furthest synthesis computed, for the frame
+    state: SynthesisState  # the features the step supervised, for the frame
     ws: Tensor
-    templates: Tensor  # [K, C], adapted
     arrived: Tensor  # [K] bool
-    lr_scale: float  # of this step's Adam update (see `slow_down`)
+    points: list[Point]  # the tracked handles, read back to the host
+    distances: list[float]  # px from each tracked handle to its target
 
 
 @dataclass
@@ -89,8 +86,7 @@ class _DragKey(NamedTuple):
 
     w_plus: bool
     n_opt: int  # style vectors optimised
-    feature_side: int  # supervised feature map
-    track_side: int  # tracked feature map
+    feature_side: int  # supervised and tracked feature map
     track_patch: int  # feature cells a side the tracker compares
     precision: str  # resolved: 'float32', 'bfloat16' or 'float16', never 'auto'
 
@@ -98,15 +94,14 @@ class _DragKey(NamedTuple):
     def of(cls, cfg: DragConfig, G: Generator, device: torch.device) -> _DragKey:
         res = G.img_resolution
         n_opt = min(cfg.n_opt_ws, G.num_ws)
-        track = cfg.track_side(res)
         precision = resolve_precision(cfg.precision, device)
-        return cls(cfg.w_plus, n_opt, cfg.feature_side(res), track, cfg.track_patch, precision)
+        return cls(cfg.w_plus, n_opt, cfg.feature_side(res), cfg.track_patch, precision)
 
     def patch(self, img_resolution: int, device: torch.device) -> Optional[Tensor]:
         """The tracker's `patch_offsets`, or None when it compares single features."""
         if self.track_patch == 1:
             return None
-        return patch_offsets(self.track_patch, img_resolution / self.track_side, device=device)
+        return patch_offsets(self.track_patch, img_resolution / self.feature_side, device=device)
 
 
 @dataclass
@@ -129,20 +124,6 @@ class _Drag:
         k = self.key
         head = self.param if k.w_plus else self.param.expand(-1, k.n_opt, -1)
         return torch.cat([head, self.fixed], dim=1)
-
-
-def _lr_scale(active_dist: Tensor, slow_down: float) -> float:
-    """Shrink the Adam step in proportion once the farthest moving handle is within
-    ``slow_down`` px of its target (never below a tenth).
-
-    Adam's steps have about the same size whatever the loss, so a shorter supervision
-    shift alone would not slow the latent down. Off by default: on the default model it
-    made fewer drags converge (0.58 against 0.71 of 24) and did not lower MD; overshoot
-    was not what held them back.
-    """
-    if slow_down <= 0 or active_dist.numel() == 0:
-        return 1.0
-    return float((active_dist.max() / slow_down).clamp(0.1, 1.0))
 
 
 def pick_device(device: Union[str, torch.device, None] = None) -> torch.device:
@@ -428,27 +409,15 @@ class DragSession:
         # _replace, not a new SynthesisState: a StyleGAN3 state carries more fields
         return state._replace(x=state.x.float(), img=state.img.float())
 
-    def _tracked(self, ws: Tensor, state: SynthesisState, side: int) -> SynthesisState:
-        """The state whose features the tracker searches: ``state`` itself, or the synthesis
-        continued (without gradients) to the finer block at ``side``."""
-        if side == state.res:
-            return state
-        with torch.no_grad(), self._precision():
-            state = self.G.synthesis.advance(
-                ws.detach(), state, until_res=side, noise_mode="const", force_fp32=True
-            )
-        return state._replace(x=state.x.float(), img=state.img.float())
-
     def _start_drag(self) -> _Drag:
         cfg = self.config
         key = _DragKey.of(cfg, self.G, self.device)
         ws = self._ws
         with torch.no_grad():
             state = self._features(ws, key.feature_side)
-            track = self._tracked(ws, state, key.track_side).x
             handles = torch.tensor(self._handles, dtype=torch.float32, device=self.device)
             templates = self._sample_templates(
-                track, handles, key.patch(self.resolution, self.device)
+                state.x, handles, key.patch(self.resolution, self.device)
             )
         n_opt = key.n_opt
         param = (ws[:, :n_opt] if key.w_plus else ws[:, :1]).clone().requires_grad_(True)
@@ -495,22 +464,22 @@ class DragSession:
                     image = to_uint8(self.G.synthesis.finish(ws, sup.state, force_fp32=True))
             if not sup.done:
                 for group in drag.optimizer.param_groups:
-                    group["lr"] = cfg.lr * sup.lr_scale
+                    group["lr"] = cfg.lr
                 drag.optimizer.step()
             if is_new:  # an undo point: the state before this drag
                 self._undo.append(self._snapshot())
                 self._redo.clear()
-            drag.templates, drag.arrived = sup.templates, sup.arrived
+            drag.arrived = sup.arrived
             self._drag = drag
             self._ws = drag.ws().detach().clone()
-            self._handles = [(float(x), float(y)) for x, y in sup.handles.tolist()]
+            self._handles = list(sup.points)
             self.step_count += 1
             result = StepResult(
                 self.step_count,
                 list(self._handles),
                 list(self._targets),
-                sup.dist.tolist(),
-                float(sup.loss),
+                list(sup.distances),
+                sup.loss,
                 sup.done,
                 image,
                 (time.perf_counter() - t0) * 1000,
@@ -544,7 +513,13 @@ class DragSession:
             kept = sum(r.image is not None for r in drag.trace)
 
     def _supervise(self, drag: _Drag, cfg: DragConfig) -> _Supervised:
-        """Forward to the feature block, track, and back-propagate the loss (no update yet)."""
+        """Forward to the feature block, track, and back-propagate the loss (no update yet).
+
+        The loss is formed and back-propagated even when every handle has arrived (its motion
+        term is then zero and the update is skipped), so that the step reads the device once:
+        the points, distances, arrivals, loss and the gradient's finiteness in one copy. On a
+        GPU each read is a sync that stalls the queue.
+        """
         size = self.shape
         r1, r2 = cfg.radii_px(self.resolution)
         handles = torch.tensor(self._handles, dtype=torch.float32, device=self.device)
@@ -553,68 +528,74 @@ class DragSession:
         with torch.enable_grad():
             ws = drag.ws()
             state = self._features(ws, drag.key.feature_side)
-            feat = state.x
-            seen = self._tracked(ws, state, drag.key.track_side)
-            patch = drag.key.patch(self.resolution, self.device)
             with torch.no_grad():
-                handles, match = track_points(
-                    seen.x,
+                handles, _ = track_points(
+                    state.x,
                     drag.templates,
                     handles,
                     radius=r2,
                     img_size=size,
                     subpixel=cfg.tracking == "subpixel",
                     max_move=cfg.max_track_move,
-                    patch=patch,
-                )
-                templates = self._adapt_templates(
-                    drag.templates, seen.x, handles, match, cfg, patch
+                    patch=drag.key.patch(self.resolution, self.device),
                 )
             dist = (targets - handles).norm(dim=1)
             arrived = self._arrived(drag.arrived, dist, cfg)
-            active = ~arrived
-            done = bool(arrived.all())
-            loss = torch.zeros((), device=self.device)
-            if not done:
-                shifts = shift_vectors(handles, targets)
-                offsets = disc_offsets(r1, device=self.device)
-                loss = motion_loss(
-                    *(feat, handles, shifts, offsets),
-                    img_size=size,
-                    active=active,
-                    anchor=self._anchor(drag, offsets, cfg),
-                    anchor_weight=cfg.anchor,
+            loss = self._loss(drag, cfg, state, handles, targets, ~arrived, r1)
+            factor = loss_scale(drag.key.precision)
+            if factor is None:
+                loss.backward()
+            else:  # float16: scaled so that small gradients do not flush to zero
+                (loss * factor).backward()
+                drag.param.grad.div_(factor)
+        finite = torch.isfinite(drag.param.grad).all() & torch.isfinite(loss)
+        k = len(handles)
+        flat = torch.cat(
+            [handles.reshape(-1), dist, arrived.float(), loss.detach().reshape(1), finite[None]]
+        ).tolist()  # the step's one read of the device
+        if not flat[-1]:
+            drag.optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(
+                f"the drag loss ({flat[-2]}) or its gradient is not finite; lower lr (now {cfg.lr})"
+            )
+        points = [(flat[2 * i], flat[2 * i + 1]) for i in range(k)]
+        done = all(flat[3 * k : 4 * k])
+        state = state._replace(x=state.x.detach(), img=state.img.detach())
+        return _Supervised(flat[-2], done, state, ws, arrived, points, flat[2 * k : 3 * k])
+
+    def _loss(
+        self,
+        drag: _Drag,
+        cfg: DragConfig,
+        state: SynthesisState,
+        handles: Tensor,
+        targets: Tensor,
+        active: Tensor,
+        r1: float,
+    ) -> Tensor:
+        """Motion supervision of the active handles, plus the fixed-region term under a mask."""
+        feat, size = state.x, self.shape
+        offsets = disc_offsets(r1, device=self.device)
+        loss = motion_loss(
+            *(feat, handles, shift_vectors(handles, targets), offsets),
+            img_size=size,
+            active=active,
+            anchor=self._anchor(drag, offsets, cfg),
+            anchor_weight=cfg.anchor,
+        )
+        if self._mask is not None and cfg.lambda_mask > 0:
+            editable = downsample_mask(
+                torch.from_numpy(self._mask).to(self.device), feat.shape[-2:]
+            )
+            fixed = fixed_region_loss(feat, drag.feat0, editable, beta=cfg.mask_beta)
+            if cfg.mask_image:
+                fixed = fixed + fixed_region_loss(
+                    state.img, drag.img0, editable, beta=cfg.mask_beta
                 )
-                if self._mask is not None and cfg.lambda_mask > 0:
-                    editable = downsample_mask(
-                        torch.from_numpy(self._mask).to(self.device), feat.shape[-2:]
-                    )
-                    fixed = fixed_region_loss(feat, drag.feat0, editable, beta=cfg.mask_beta)
-                    if cfg.mask_image:
-                        fixed = fixed + fixed_region_loss(
-                            state.img, drag.img0, editable, beta=cfg.mask_beta
-                        )
-                    loss = loss + cfg.lambda_mask * fixed
-                if cfg.rebalance:
-                    loss = loss * rebalance_scale(active)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"the drag loss is {loss.item()}; lower lr (now {cfg.lr})"
-                    )
-                factor = loss_scale(drag.key.precision)
-                if factor is None:
-                    loss.backward()
-                else:  # float16: scaled so that small gradients do not flush to zero
-                    (loss * factor).backward()
-                    drag.param.grad.div_(factor)
-                if not torch.isfinite(drag.param.grad).all():
-                    drag.optimizer.zero_grad(set_to_none=True)
-                    raise FloatingPointError(
-                        f"the latent's gradient is not finite; lower lr (now {cfg.lr})"
-                    )
-        state = seen._replace(x=seen.x.detach(), img=seen.img.detach())
-        scale = _lr_scale(dist[~arrived], cfg.slow_down)
-        return _Supervised(handles, dist, loss.detach(), done, state, ws, templates, arrived, scale)
+            loss = loss + cfg.lambda_mask * fixed
+        if cfg.rebalance:
+            loss = loss * rebalance_scale(active)
+        return loss
 
     def _anchor(self, drag: _Drag, offsets: Tensor, cfg: DragConfig) -> Optional[Tensor]:
         """``[K, M, C]`` the supervision discs as they were when the drag started (see
@@ -641,28 +622,6 @@ class DragSession:
         """What the tracker looks for: ``[K, C]`` features at the handles, or their patches."""
         points = handles if patch is None else handles[:, None, :] + patch[None]
         return sample_features(feat, points, self.shape)
-
-    def _adapt_templates(
-        self,
-        templates: Tensor,
-        feat: Tensor,
-        handles: Tensor,
-        match: Tensor,
-        cfg: DragConfig,
-        patch: Optional[Tensor] = None,
-    ) -> Tensor:
-        """Blend confidently tracked features into the templates (FreeDrag's adaptive template).
-
-        A fixed template drifts out of date as the content moves and deforms; updating it
-        only where the match is close keeps a bad match from corrupting it.
-        """
-        if cfg.template_momentum == 0:
-            return templates
-        current = self._sample_templates(feat, handles, patch)
-        scale = templates.norm(dim=-1).reshape(len(handles), -1).mean(dim=1)  # per cell
-        confident = (match < CONFIDENT_MATCH * scale).reshape(-1, *[1] * (templates.dim() - 1))
-        blended = torch.lerp(templates, current, cfg.template_momentum)
-        return torch.where(confident, blended, templates)
 
     def run(
         self,

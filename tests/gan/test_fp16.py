@@ -79,7 +79,7 @@ def _drag(G, cfg: DragConfig, mask: np.ndarray | None, steps: int) -> list:
     [
         DragConfig(precision="bfloat16"),
         DragConfig.paper(precision="bfloat16"),
-        DragConfig(precision="bfloat16", track_res=32, tracking="nearest", track_patch=1),
+        DragConfig(precision="bfloat16", feature_res=32, tracking="nearest", track_patch=1),
     ],
     ids=["ours", "paper", "finer-tracking"],
 )

@@ -142,7 +142,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Iterator[str]:
-    """A JupyterLab server on 127.0.0.1 in a temporary directory; yields the notebook URL."""
+    """A JupyterLab server on 127.0.0.1 in a temporary directory; yields a URL template
+    with `{workspace}` and `{notebook}` fields (see `_open`)."""
     root = tmp_path_factory.mktemp("lab")
     _notebook(root / "drag.ipynb")
     _notebook(root / "portrait.ipynb", PORTRAIT_CELL, "print(w.session.handles, w.session.targets)")
@@ -197,7 +198,7 @@ def lab(tmp_path_factory) -> Iterator[str]:
                 pytest.fail("JupyterLab did not start:\n" + "".join(log[-30:]))
             if f"127.0.0.1:{port}/" in line:
                 break
-        yield f"http://127.0.0.1:{port}/lab/tree/drag.ipynb?token={token}"
+        yield f"http://127.0.0.1:{port}/lab/workspaces/{{workspace}}/tree/{{notebook}}?token={token}"
     finally:
         proc.terminate()
         try:
@@ -205,6 +206,12 @@ def lab(tmp_path_factory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(root / ".runtime", ignore_errors=True)
+
+
+def _open(lab: str, notebook: str) -> str:
+    """The URL that opens `notebook` alone: each page gets a workspace of its own, so that
+    JupyterLab does not restore an earlier test's notebook (and its live widgets) beside it."""
+    return lab.format(workspace=f"w{secrets.token_hex(4)}", notebook=notebook)
 
 
 STATUS_JS = """() => {
@@ -240,7 +247,7 @@ def test_drag_in_jupyterlab(lab):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(TIMEOUT_MS)
-            page.goto(lab)
+            page.goto(_open(lab, "drag.ipynb"))
             page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
             page.wait_for_selector(
                 ".jp-Notebook-ExecutionIndicator[data-status='idle'] >> visible=true"
@@ -360,7 +367,7 @@ def test_the_panel_fits_a_1280_px_window(lab):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(TIMEOUT_MS)
-            page.goto(lab)
+            page.goto(_open(lab, "drag.ipynb"))
             page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
             page.wait_for_selector(
                 ".jp-Notebook-ExecutionIndicator[data-status='idle'] >> visible=true"
@@ -394,7 +401,7 @@ def test_a_portrait_model_is_shown_as_a_portrait_and_clicks_land_under_the_point
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(TIMEOUT_MS)
-            page.goto(lab.replace("drag.ipynb", "portrait.ipynb"))
+            page.goto(_open(lab, "portrait.ipynb"))
             page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
             page.wait_for_selector(
                 ".jp-Notebook-ExecutionIndicator[data-status='idle'] >> visible=true"
