@@ -1,6 +1,7 @@
 """ms per drag step: our DragSession.step() against the official loop, same generator, same process.
 
     python bench/drag_speed.py [--res 256 512 default] [--points 1 5] [--device cpu] [--phases]
+    # --res takes a side (a random NVIDIA-config generator) or a load_generator source
     python bench/drag_speed.py --stylegan3 --res 256 --points 1   # StyleGAN3 T, R vs StyleGAN2
 
 Prints one JSON document: the machine, then per (model, points) the median ms of ours
@@ -195,16 +196,16 @@ def main() -> None:
                 results.append(bench_stylegan3(models, n, device, reps))
                 print(json.dumps(results[-1]), flush=True)
             continue
-        if res == "default":
+        if res.isdigit():
+            G, name = ffhq_like(int(res)), f"ffhq-config-{res}"
+        else:
             from draggan_widget.gan.formats import load_generator
 
             try:
-                G, name = load_generator("default"), "default"
+                G, name = load_generator(res), res
             except (FileNotFoundError, ValueError) as exc:
-                results.append({"model": "default", "skipped": str(exc)})
+                results.append({"model": res, "skipped": str(exc)})
                 continue
-        else:
-            G, name = ffhq_like(int(res)), f"ffhq-config-{res}"
         reps = args.repeats if G.img_resolution <= 256 or device.type == "cuda" else 3
         for n in args.points:
             results.append(bench_one(G, name, n, device, reps))

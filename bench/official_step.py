@@ -87,6 +87,8 @@ class OfficialStep:
         if mask is not None:
             m = mask[None, None].float()
             loss = loss + lambda_mask * F.l1_loss(feat_resize * m, self.feat0 * m)
+        if not loss.requires_grad:  # every handle within 1 px: the release stops here
+            return 0.0
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()

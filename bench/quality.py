@@ -1,7 +1,7 @@
 """Drag quality: the DragGAN paper's landmark transfer, paper's algorithm against ours.
 
     PYTHONPATH=. python bench/quality.py [--tasks 12] [--seed 0] [--max-steps 200]
-        [--presets paper ours] [--ablations] [--out quality.json] [--table]
+        [--presets paper ours] [--ablations] [--mask] [--kind random2] [--out FILE] [--table]
     PYTHONPATH=. python bench/quality.py --merge paper.json ours.json [--table]
 
 A task takes two generated faces, A and B, and drags 1, 5 or all landmarks of A to where B
@@ -10,18 +10,23 @@ procedural renderer's ground-truth landmarks finds them, before the drag (handle
 targets) and after it (the distance MD the paper reports). The detector is trained once,
 seeded, and cached (``runs/landmarks/`` or ``$DRAGGAN_WIDGET_HOME/landmarks/``); its own error
 on held-out renders is in the report, so a reader can judge how far MD can be trusted.
+``--kind random2`` drags two points drawn anywhere instead, a tenth of the side each, which
+only the image check below can judge.
 
 Prints one JSON document: the machine, the settings, the detector, the task set, and per
-preset the detected and tracked MD, success rate (as tracked, as detected, both at once,
+preset the detected and tracked MD, success rate (by the image: each handle's start patch
+found in the result, `quality_locate`; as tracked, as detected, both at once,
 and leaving out the face outline's landmarks, which slide along the face's edge as a drag
 turns it), the share of tracked arrivals the detector refutes, steps and seconds, the
-change outside the edited region (pixels and detector features), a Fréchet distance to
+change outside the edited region (pixels and detector features), PSNR and colour shift far
+from every point and (masked) outside the mask, a Fréchet distance to
 rendered faces, each landmark's tracked and detected error, and ours / paper for each.
 ``--table`` adds the markdown table of bench/README.md.
 
 Its pieces, one concern each: `quality_tasks` (the task set), `quality_detector` (the landmark
 detector and its cache), `quality_drags` (presets, one task dragged), `quality_metrics` (what
-a drag is scored on), `quality_report` (merging reports, the table); `common` prints JSON.
+a drag is scored on), `quality_locate` (the image's own arrival check and locality),
+`quality_report` (merging reports, the table); `common` prints JSON.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Literal, Optional
 
 import numpy as np
 import torch
@@ -61,7 +66,7 @@ from quality_metrics import (
     success_off_outline,
 )
 from quality_report import markdown_table, merge_reports
-from quality_tasks import Limits, make_tasks, pick_points
+from quality_tasks import Limits, Task, make_random_tasks, make_tasks, pick_points
 from torch import Tensor
 
 from draggan_widget.drag import DragSession, pick_device
@@ -94,6 +99,8 @@ __all__ = [  # the benchmark's pieces, wherever they live, for its tests and sib
 
 logger = logging.getLogger("bench.quality")
 
+TaskKind = Literal["landmarks", "random2"]
+
 ABLATIONS = (  # ours with one improvement switched off
     "ours:tracking=nearest",
     "ours:max_track_move=None",
@@ -116,6 +123,7 @@ def run_benchmark(
     device: torch.device,
     limits: Optional[Limits] = None,
     masked: bool = False,
+    kind: TaskKind = "landmarks",
 ) -> dict[str, Any]:
     """Make the task set, drag it with every preset, and measure.
 
@@ -124,6 +132,7 @@ def run_benchmark(
         presets: specs for `parse_preset`.
         limits: task limits; default `Limits.for_size` of the model.
         masked: drag with the edited region as the mask (see `run_task`).
+        kind: landmark transfer (`make_tasks`) or random points (`make_random_tasks`).
 
     Returns:
         ``{"tasks", "start", "presets", "ours_over_paper"}`` (the last when both ran).
@@ -145,7 +154,7 @@ def run_benchmark(
             marks[image_seed] = detector.locate(images[image_seed][None], size)[0]
         return marks[image_seed]
 
-    tasks = make_tasks(landmarks_of, n_tasks, seed=seed, size=size, limits=limits)
+    tasks = _task_set(kind, landmarks_of, n_tasks, seed=seed, size=size, limits=limits)
     kinds = list(dict.fromkeys(t.kind for t in tasks))
     seen = np.stack(list(marks.values()))  # [N, K, 2] every image looked at
     spread = float(np.linalg.norm(seen - seen.mean(0), axis=-1).mean())
@@ -201,6 +210,24 @@ def run_benchmark(
     return report
 
 
+def _task_set(
+    kind: TaskKind,
+    landmarks_of: Callable[[int], np.ndarray],
+    n: int,
+    *,
+    seed: int,
+    size: int,
+    limits: Limits,
+) -> list[Task]:
+    """The task list of ``kind``; every image it drags is rendered (``landmarks_of``)."""
+    if kind == "landmarks":
+        return make_tasks(landmarks_of, n, seed=seed, size=size, limits=limits)
+    tasks = make_random_tasks(n, seed=seed, size=size, limits=limits, n_points=2)
+    for task in tasks:
+        landmarks_of(task.seed_a)
+    return tasks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="default", help="'default', a registry name or a path")
@@ -209,6 +236,12 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=200, dest="max_steps")
     parser.add_argument(
         "--mask", action="store_true", help="drag with the edited region as the mask"
+    )
+    parser.add_argument(
+        "--kind",
+        choices=("landmarks", "random2"),
+        default="landmarks",
+        help="landmark transfer, or two random points moved a tenth of the side each",
     )
     parser.add_argument("--presets", nargs="+", default=["paper", "ours"])
     parser.add_argument("--ablations", action="store_true", help="add " + ", ".join(ABLATIONS))
@@ -288,6 +321,7 @@ def main() -> None:
         device=device,
         limits=limits,
         masked=args.mask,
+        kind=args.kind,
     )
     spread, blind = results["start"]["landmark_spread_px"], detector_info["heldout_error"]
     if spread < 0.5 * blind["constant_guess_px"]:
@@ -306,6 +340,7 @@ def main() -> None:
             "seed": args.seed,
             "max_steps": args.max_steps,
             "masked": args.mask,
+            "kind": args.kind,
             "limits_px": dataclasses.asdict(limits),
             "success_px": SUCCESS_PX,
             "region_px": REGION * G.img_resolution,

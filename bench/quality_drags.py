@@ -7,6 +7,7 @@ fields changed on the command line (``"ours:anchor=0"``); bench/edits.py takes t
 from __future__ import annotations
 
 import ast
+import math
 import time
 from typing import Any, Callable
 
@@ -16,6 +17,7 @@ from quality_metrics import (
     REGION,
     SUCCESS_PX,
     edit_region,
+    image_scores,
     outside_feature_change,
     outside_pixel_change,
     success_off_outline,
@@ -69,7 +71,8 @@ def run_task(
     """Drag one task from image A's latent; measure the result.
 
     With ``masked`` the drag may change only the edited region (the user's brush), so the
-    change outside it measures how well the mask term holds the rest of the image.
+    change outside it measures how well the mask term holds the rest of the image. A task
+    without landmarks (a random one) has no detector figures: MD is NaN, detected success None.
 
     Returns:
         The task's metrics and the dragged image (uint8 ``H x W x 3``).
@@ -85,13 +88,14 @@ def run_task(
     result = session.run(max_steps)
     seconds = time.perf_counter() - t0
     after = session.image()
+    marked = len(task.points) > 0
     found = detector.locate(after[None], size)[0][list(task.points)]
-    detected_px = np.linalg.norm(found - targets, axis=1)
+    detected_px = np.linalg.norm(found - targets, axis=1) if marked else np.zeros(0)
     return {
-        "md": float(detected_px.mean()),
+        "md": float(detected_px.mean()) if marked else math.nan,
         "md_tracked": float(np.mean(result.distances)),
         "success": bool(max(result.distances) <= SUCCESS_PX),
-        "success_detected": bool(detected_px.max() <= SUCCESS_PX),
+        "success_detected": bool(detected_px.max() <= SUCCESS_PX) if marked else None,
         "success_off_outline": success_off_outline(task.points, result.distances),
         "tracked_px": [float(d) for d in result.distances],
         "detected_px": [float(d) for d in detected_px],
@@ -101,4 +105,11 @@ def run_task(
         "calls": result.step,
         "pixel_change": outside_pixel_change(before, after, region),
         "feature_change": outside_feature_change(detector, before, after, region),
+        **image_scores(
+            before,
+            after,
+            np.asarray(task.handles),
+            targets,
+            protected=~region if masked else None,
+        ),
     }, after

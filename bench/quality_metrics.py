@@ -1,8 +1,10 @@
 """What bench/quality.py measures of one drag, and the means over a preset's drags.
 
-Success is judged by the tracked handles and by the landmark detector in the result; the
-change a drag makes outside its edited region is measured in pixels and in the detector's
-features; realism by a Fréchet distance of the detector's embeddings.
+Success is judged by the image (`quality_locate`: where each handle's start patch is in the
+result), by the landmark detector in the result, and as tracked (a diagnostic: the tracker
+judges its own drag). The change a drag makes outside its edited region is measured in
+pixels and in the detector's features, far from its points and outside a mask in dB;
+realism by a Fréchet distance of the detector's embeddings.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from quality_locate import colour_shift, far_region, locate, psnr
 from torch import Tensor
 
 from draggan_widget.train.faces import LANDMARK_NAMES
@@ -46,9 +49,47 @@ def success_off_outline(points: Sequence[int], tracked_px: Sequence[float]) -> O
     return bool(max(kept) <= SUCCESS_PX) if kept else None
 
 
-def confirmed(row: dict[str, Any]) -> bool:
-    """Whether a drag arrived both as tracked and as the detector finds it."""
+def confirmed(row: dict[str, Any]) -> Optional[bool]:
+    """Whether a drag arrived both as tracked and as the detector finds it; None for a task
+    without landmarks."""
+    if row["success_detected"] is None:
+        return None
     return bool(row["success"] and row["success_detected"])
+
+
+def image_scores(
+    before: np.ndarray,
+    after: np.ndarray,
+    handles: np.ndarray,
+    targets: np.ndarray,
+    *,
+    protected: Optional[np.ndarray] = None,
+) -> dict[str, Any]:
+    """The image's own verdict on a drag, with no tracker and no detector.
+
+    ``success_image``: every handle's start patch is found (`quality_locate.FOUND_NCC`) within
+    `SUCCESS_PX` of its target. ``far_psnr`` and ``far_colour_shift``: the change over the
+    pixels far from every handle and target (`quality_locate.far_region`); a local edit
+    leaves them alone. ``protected_psnr``: over ``protected`` (``[H, W]`` bool, outside a
+    mask), None without one.
+
+    Args:
+        before, after: uint8 ``H x W x 3``, the drag's start and result.
+        handles, targets: ``[K, 2]`` (x, y) px.
+    """
+    found = locate(before, after, handles, targets)
+    image_px = np.linalg.norm(found.xy - targets, axis=1)
+    far = far_region(before.shape, np.concatenate([handles, targets]))
+    return {
+        "md_image": float(image_px.mean()),
+        "success_image": bool(found.found.all() and image_px.max() <= SUCCESS_PX),
+        "image_xy": found.xy.tolist(),
+        "image_px": image_px.tolist(),
+        "image_peak": found.peak.tolist(),
+        "far_psnr": psnr(before, after, far),
+        "far_colour_shift": colour_shift(before, after, far),
+        "protected_psnr": None if protected is None else psnr(before, after, protected),
+    }
 
 
 def false_arrivals(rows: Sequence[dict[str, Any]]) -> float:
@@ -149,39 +190,63 @@ def feature_fd(net: LandmarkNet, images: np.ndarray, reference: np.ndarray) -> f
     return frechet_distance(net.embed_images(images), reference)
 
 
-def _nanmean(values: Sequence[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.mean(finite)) if finite else math.nan
+def _finite(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
+    """The finite values of ``key`` over ``rows`` (booleans as 0 / 1): rows of a task the
+    field does not apply to (None), or written before it existed, are left out."""
+    values = (r.get(key) for r in rows)
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def _mean(rows: Sequence[dict[str, Any]], key: str) -> float:
+    values = _finite(rows, key)
+    return float(np.mean(values)) if values else math.nan
+
+
+def _median(rows: Sequence[dict[str, Any]], key: str) -> float:
+    values = _finite(rows, key)
+    return float(np.median(values)) if values else math.nan
 
 
 def aggregate(rows: Sequence[dict[str, Any]], kinds: Sequence[str], fd: float) -> dict[str, Any]:
-    """Means over a preset's tasks; MD also per task kind, as the paper's table splits it."""
+    """Means over a preset's tasks; MD also per task kind, as the paper's table splits it.
+
+    PSNR and colour shift are medians (one drag that repaints the face would swamp a mean);
+    ``protected_psnr_worst`` is the lowest over masked drags.
+    """
     calls = max(sum(r["calls"] for r in rows), 1)
+    protected = _finite(rows, "protected_psnr")
     return {
-        "md": _nanmean([r["md"] for r in rows]),
-        "md_by_kind": {k: _nanmean([r["md"] for r in rows if r["kind"] == k]) for k in kinds},
-        "md_tracked": _nanmean([r["md_tracked"] for r in rows]),
+        "md": _mean(rows, "md"),
+        "md_by_kind": {k: _mean([r for r in rows if r["kind"] == k], "md") for k in kinds},
+        "md_tracked": _mean(rows, "md_tracked"),
+        "md_image": _mean(rows, "md_image"),
+        "image_success_rate": _mean(rows, "success_image"),
         "success_rate": float(np.mean([r["success"] for r in rows])),
-        "detected_success_rate": float(np.mean([r["success_detected"] for r in rows])),
-        "confirmed_success_rate": float(np.mean([confirmed(r) for r in rows])),
+        "detected_success_rate": _mean(rows, "success_detected"),
+        "confirmed_success_rate": _mean([{"c": confirmed(r)} for r in rows], "c"),
         "false_arrivals": false_arrivals(rows),
-        "off_outline_success_rate": _nanmean(
-            [float(r["success_off_outline"]) for r in rows if r["success_off_outline"] is not None]
-        ),
+        "off_outline_success_rate": _mean(rows, "success_off_outline"),
         "converged_rate": float(np.mean([r["converged"] for r in rows])),
         "steps": float(np.mean([r["steps"] for r in rows])),
         "seconds": float(np.mean([r["seconds"] for r in rows])),
         "ms_per_step": 1000 * sum(r["seconds"] for r in rows) / calls,
-        "pixel_change": _nanmean([r["pixel_change"] for r in rows]),
-        "feature_change": _nanmean([r["feature_change"] for r in rows]),
+        "pixel_change": _mean(rows, "pixel_change"),
+        "feature_change": _mean(rows, "feature_change"),
+        "far_psnr": _median(rows, "far_psnr"),
+        "far_colour_shift": _median(rows, "far_colour_shift"),
+        "protected_psnr": float(np.median(protected)) if protected else math.nan,
+        "protected_psnr_worst": min(protected) if protected else math.nan,
         "fd": fd,
     }
 
 
 def ratios(ours: dict[str, Any], paper: dict[str, Any]) -> dict[str, float]:
-    """``ours / paper`` for every scalar both have (finite, paper's non-zero)."""
+    """``ours / paper`` for every scalar both have (finite, paper's non-zero); not for PSNR
+    and colour shift, whose ratio means nothing (a dB figure is already a log ratio)."""
     out = {}
     for key, value in ours.items():
+        if key.startswith(("far_", "protected_")):
+            continue
         other = paper.get(key)
         numbers = isinstance(value, (int, float)) and isinstance(other, (int, float))
         if numbers and math.isfinite(value) and math.isfinite(other) and other != 0:

@@ -72,15 +72,16 @@ def markdown_table(report: dict[str, Any]) -> str:
     """The bench/README.md table: a row before the drag, one per preset, then ours / paper."""
     kinds = list(report["start"]["md_by_kind"])
     head = (
-        "| preset | MD px | MD " + " / ".join(kinds) + " px | tracked MD px | success | "
-        "detected success | confirmed success | success off the outline | false arrivals | "
-        "converged | steps | s / drag | "
-        "pixel change outside | feature change outside | FD |"
+        "| preset | MD px | MD " + " / ".join(kinds) + " px | tracked MD px | image MD px | "
+        "image success | tracked success | detected success | confirmed success | "
+        "success off the outline | false arrivals | converged | steps | s / drag | "
+        "pixel change outside | feature change outside | far PSNR dB | far colour shift | "
+        "protected PSNR dB | FD |"
     )
-    lines = [head, "|---" + "|---:" * 14 + "|"]
+    lines = [head, "|---" + "|---:" * 19 + "|"]
     start = report["start"]
     by_kind = " / ".join(_fmt(start["md_by_kind"][k]) for k in kinds)
-    blank = " |" * 11
+    blank = " |" * 16
     md, fd = _fmt(start["md"]), _fmt(start["fd"])
     lines.append(f"| before the drag | {md} | {by_kind} |{blank} {fd} |")
     rows = [(name, p["aggregate"]) for name, p in report["presets"].items()]
@@ -93,6 +94,8 @@ def markdown_table(report: dict[str, Any]) -> str:
             _fmt(agg.get("md")),
             by_kind if "md_by_kind" in agg else "",
             _fmt(agg.get("md_tracked")),
+            _fmt(agg.get("md_image")),
+            _fmt(agg.get("image_success_rate")),
             _fmt(agg.get("success_rate")),
             _fmt(agg.get("detected_success_rate")),
             _fmt(agg.get("confirmed_success_rate")),
@@ -103,6 +106,9 @@ def markdown_table(report: dict[str, Any]) -> str:
             _fmt(agg.get("seconds")),
             _fmt(agg.get("pixel_change")),
             _fmt(agg.get("feature_change"), 3),
+            _fmt(agg.get("far_psnr"), 1),
+            _fmt(agg.get("far_colour_shift"), 1),
+            _fmt(agg.get("protected_psnr"), 1),
             _fmt(agg.get("fd")),
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

@@ -1,8 +1,10 @@
 """The task set of bench/quality.py: which landmarks of which face go where.
 
-A task takes two generated faces, A and B, and drags 1, 5 or all landmarks of A to where B
-has them. Tasks are drawn from pairs of image seeds, filtered by `Limits`, so that one task
-seed always gives the same list.
+A landmark task takes two generated faces, A and B, and drags 1, 5 or all landmarks of A to
+where B has them. Tasks are drawn from pairs of image seeds, filtered by `Limits`, so that one
+task seed always gives the same list. A random task (`make_random_tasks`) drags points drawn
+anywhere in one face, each a fixed distance in its own direction: drags that no setting was
+tuned on, judged by the image alone (no landmark marks them).
 """
 
 from __future__ import annotations
@@ -34,11 +36,14 @@ class Limits:
 
 @dataclass(frozen=True)
 class Task:
-    """Drag landmarks ``points`` of image ``seed_a`` to where image ``seed_b`` has them."""
+    """Drag landmarks ``points`` of image ``seed_a`` to where image ``seed_b`` has them.
+
+    A random task has no landmarks (``points`` is empty) and ``seed_b == seed_a``.
+    """
 
     seed_a: int
     seed_b: int
-    kind: str  # "1", "5" or "all"
+    kind: str  # "1", "5", "all", or "random<K>" (K random points)
     points: tuple[int, ...]  # rows of LANDMARK_NAMES
     handles: tuple[tuple[float, float], ...]  # (x, y) px in image A
     targets: tuple[tuple[float, float], ...]  # (x, y) px in image B
@@ -127,4 +132,41 @@ def make_tasks(
             "pairs of faces; loosen the limits, or check the detector: on images it does not "
             "read as faces it finds the mean face every time, and no landmark moves"
         )
+    return tasks
+
+
+def make_random_tasks(
+    n: int,
+    *,
+    seed: int,
+    size: int,
+    limits: Limits,
+    n_points: int = 2,
+    length: float = 0.1,
+) -> list[Task]:
+    """``n`` drags of ``n_points`` points anywhere on a face, the same list for one ``seed``.
+
+    Each handle moves ``length`` of the side in a direction of its own. Handles and targets
+    keep ``limits.margin`` inside; handles keep ``length`` of the side apart, so no two
+    points share the content that the image check looks for.
+    """
+    rng = np.random.default_rng(seed)
+    step, lo, hi = length * size, limits.margin, size - limits.margin
+    if hi - lo <= step:
+        raise ValueError(f"a drag of {step:.1f} px does not fit {size} px inside {lo:.1f} px")
+    tasks: list[Task] = []
+    while len(tasks) < n:
+        image_seed = int(rng.integers(0, 2**31 - 1))
+        handles: list[np.ndarray] = []
+        targets: list[np.ndarray] = []
+        while len(handles) < n_points:
+            handle = rng.uniform(lo, hi, size=2)
+            angle = rng.uniform(0, 2 * np.pi)
+            target = handle + step * np.array([np.cos(angle), np.sin(angle)])
+            apart = all(np.linalg.norm(handle - h) >= step for h in handles)
+            if apart and ((target >= lo) & (target <= hi)).all():
+                handles.append(handle)
+                targets.append(target)
+        pairs = [tuple(tuple(float(v) for v in p) for p in ps) for ps in (handles, targets)]
+        tasks.append(Task(image_seed, image_seed, f"random{n_points}", (), *pairs))
     return tasks

@@ -14,6 +14,8 @@ from draggan_widget.train.faces import LANDMARK_NAMES, render_dataset
 from draggan_widget.train.landmarks import LandmarkNet
 
 quality = load_bench("quality")
+metrics = load_bench("quality_metrics")
+tasks_mod = load_bench("quality_tasks")
 K = len(LANDMARK_NAMES)
 
 
@@ -179,7 +181,7 @@ def test_benchmark_runs_end_to_end_on_a_tiny_generator():
     assert "md" in report["ours_over_paper"]
     table = quality.markdown_table(quality.clean(report))
     assert table.count("\n") == 5 and "| ours / paper |" in table
-    assert all(line.count("|") == 16 for line in table.splitlines())
+    assert all(line.count("|") == 21 for line in table.splitlines())
     ours = report["presets"]["ours"]
     dragged = {quality.LANDMARK_NAMES[i] for t in report["tasks"] for i in t["points"]}
     assert set(ours["per_landmark"]) == dragged
@@ -187,6 +189,8 @@ def test_benchmark_runs_end_to_end_on_a_tiny_generator():
     for row, task in zip(ours["per_task"], report["tasks"]):
         assert len(row["tracked_px"]) == len(row["detected_px"]) == len(task["points"])
         assert row["success"] == (max(row["tracked_px"]) <= quality.SUCCESS_PX)
+        assert len(row["image_px"]) == len(task["points"]) and row["protected_psnr"] is None
+        assert row["success_image"] <= (max(row["image_px"]) <= quality.SUCCESS_PX)
     json.dumps(quality.clean(report), allow_nan=False)
     _check_merge_of_halves(quality.clean(report))
 
@@ -211,3 +215,109 @@ def _check_merge_of_halves(report: dict) -> None:
     other["tasks"][0]["seed_b"] += 1
     with pytest.raises(ValueError, match="differs from report 0 in tasks"):
         quality.merge_reports([halves[0], other])
+
+
+def test_random_tasks_move_each_point_a_tenth_of_the_side_inside_the_margin():
+    limits = quality.Limits.for_size(64)
+    tasks = tasks_mod.make_random_tasks(20, seed=7, size=64, limits=limits)
+    assert tasks == tasks_mod.make_random_tasks(20, seed=7, size=64, limits=limits)
+    assert tasks != tasks_mod.make_random_tasks(20, seed=8, size=64, limits=limits)
+    for task in tasks:
+        assert task.kind == "random2" and task.points == () and task.seed_a == task.seed_b
+        handles, targets = np.asarray(task.handles), np.asarray(task.targets)
+        np.testing.assert_allclose(np.linalg.norm(targets - handles, axis=1), 6.4)
+        assert np.linalg.norm(handles[0] - handles[1]) >= 6.4
+        for arr in (handles, targets):
+            assert (arr >= limits.margin).all() and (arr <= 64 - limits.margin).all()
+    with pytest.raises(ValueError, match="does not fit"):
+        tight = quality.Limits(min_dist=0.0, max_dist=1.0, margin=30.0)  # 4 px inside
+        tasks_mod.make_random_tasks(1, seed=0, size=64, limits=tight)
+
+
+def test_image_scores_judge_a_drag_by_the_image_alone():
+    ys, xs = np.mgrid[:48, :64] + 0.5
+    handles, targets = np.array([[20.0, 20.0]]), np.array([[25.0, 22.0]])
+
+    def face(x: float, y: float) -> np.ndarray:
+        blob = 200 * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 8.0)
+        return np.stack([blob + 30, blob / 2 + 30, 60 + 0 * blob], -1).astype(np.uint8)
+
+    before, protected = face(20.0, 20.0), np.zeros((48, 64), bool)
+    protected[:, 40:] = True
+    arrived = metrics.image_scores(before, face(25.0, 22.0), handles, targets, protected=protected)
+    assert arrived["success_image"] and arrived["md_image"] < 0.3
+    assert arrived["far_psnr"] == arrived["protected_psnr"] == 100.0  # the blob's tail is gone
+    stayed = metrics.image_scores(before, before, handles, targets)
+    assert not stayed["success_image"] and stayed["md_image"] == pytest.approx(29**0.5, abs=0.1)
+    assert stayed["protected_psnr"] is None and stayed["far_colour_shift"] == 0.0
+
+
+def _scored(kind: str, success: bool, image: bool, far: float, protected) -> dict:
+    detected = None if kind == "random2" else success
+    return {
+        "kind": kind,
+        "md": math.nan if kind == "random2" else 1.0,
+        "md_tracked": 1.0,
+        "md_image": 1.0,
+        "success": success,
+        "success_detected": detected,
+        "success_image": image,
+        "success_off_outline": None,
+        "tracked_px": [1.0],
+        "detected_px": [] if kind == "random2" else [1.0],
+        "converged": True,
+        "steps": 5,
+        "seconds": 1.0,
+        "calls": 6,
+        "pixel_change": 1.0,
+        "feature_change": 0.1,
+        "far_psnr": far,
+        "far_colour_shift": 1.0,
+        "protected_psnr": protected,
+    }
+
+
+def test_aggregate_counts_image_success_and_takes_medians_of_psnr():
+    rows = [
+        _scored("random2", True, False, 20.0, 40.0),
+        _scored("random2", True, True, 30.0, 35.0),
+        _scored("random2", False, True, 99.0, 50.0),
+    ]
+    agg = metrics.aggregate(rows, ["random2"], math.nan)
+    assert agg["image_success_rate"] == pytest.approx(2 / 3)
+    assert agg["success_rate"] == pytest.approx(2 / 3)
+    assert agg["far_psnr"] == 30.0 and agg["protected_psnr"] == 40.0
+    assert agg["protected_psnr_worst"] == 35.0
+    for no_landmarks in ("md", "detected_success_rate", "confirmed_success_rate"):
+        assert math.isnan(agg[no_landmarks])
+    unmasked = metrics.aggregate([_scored("1", True, True, 30.0, None)], ["1"], math.nan)
+    assert unmasked["confirmed_success_rate"] == 1.0 and math.isnan(unmasked["protected_psnr"])
+    old = {k: v for k, v in rows[0].items() if "image" not in k and "psnr" not in k}
+    assert math.isnan(metrics.aggregate([old], ["random2"], math.nan)["image_success_rate"])
+    assert "far_psnr" not in metrics.ratios(agg, agg) and metrics.ratios(agg, agg)["steps"] == 1
+
+
+def test_benchmark_drags_random_points_masked_on_a_tiny_generator():
+    G = make_generator(img_resolution=32)
+    images, marks = render_dataset(8, size=32, seed=5)
+    detector = _mean_face_detector(marks, 32)
+    report = quality.run_benchmark(
+        G,
+        detector,
+        detector.embed_images(images),
+        presets=["ours"],
+        n_tasks=2,
+        seed=0,
+        max_steps=2,
+        device=torch.device("cpu"),
+        limits=quality.Limits(min_dist=0.0, max_dist=32.0, margin=2.0),
+        masked=True,
+        kind="random2",
+    )
+    rows = report["presets"]["ours"]["per_task"]
+    assert [r["kind"] for r in rows] == ["random2"] * 2
+    for row in rows:
+        assert math.isnan(row["md"]) and row["success_detected"] is None
+        assert len(row["image_px"]) == 2 and 0 < row["protected_psnr"] <= 100
+    agg = report["presets"]["ours"]["aggregate"]
+    assert 0 <= agg["image_success_rate"] <= 1 and math.isfinite(agg["protected_psnr"])

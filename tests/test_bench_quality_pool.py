@@ -160,3 +160,18 @@ def test_a_variant_is_set_against_the_paper_by_its_name():
     )
     with pytest.raises(ValueError, match="seed 0 has no ours:settle=1"):
         pool_mod.pool([report], presets=("paper", "ours:settle=1"))
+
+
+def test_image_success_and_psnr_are_compared_where_the_tasks_have_them():
+    paper = [
+        _row(i, success=True, detected=False, md=2.0, change=10.0)
+        | {"success_image": False, "far_psnr": 18.0}
+        for i in range(6)
+    ]
+    ours = [dict(r, success_image=i % 2 == 0, far_psnr=30.0) for i, r in enumerate(paper)]
+    summary = pool_mod.pool([_report(0, {"paper": paper, "ours": ours})], draws=100)
+    assert summary["pooled"]["image success"]["value"] == pytest.approx(0.5)
+    assert summary["pooled"]["far PSNR dB"]["value"] == pytest.approx(12.0)
+    assert "protected PSNR dB" not in summary["pooled"]  # unmasked: no task has it
+    tables = pool_mod.markdown_tables(summary)
+    assert "| image success |" in tables and "protected PSNR" not in tables

@@ -18,8 +18,8 @@ _EXPORTS = {
     "DragWidget": "app",
     "KernelLoop": "runner",
     "LatestFrame": "runner",
-    "LiveConfig": "app",
-    "enable_colab_widgets": "app",
+    "LiveConfig": "config",
+    "enable_colab_widgets": "colab",
     "encode_frame": "canvas",
 }
 

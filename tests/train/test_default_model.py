@@ -7,6 +7,7 @@ import pytest
 
 from conftest import REPO
 from draggan_widget import load_generator
+from draggan_widget.gan.registry import get_model
 from draggan_widget.train.edits import EDITS, detected_distances, load_detector, place, run_edit
 
 pytestmark = [
@@ -28,24 +29,31 @@ def detector():
     return load_detector()
 
 
-def test_default_model_loads_as_a_64_px_generator(G):
-    assert G.img_resolution == 64 and G.img_channels == 3
-    assert G.num_ws == 10  # two per block from 4 to 64 px, as NVIDIA counts them
+def tolerance(G) -> float:
+    """The end-to-end criterion: 2 px on a 64-px face, the same share of the face at any size."""
+    return 2.0 * G.img_resolution / 64
+
+
+def test_default_model_loads_as_the_registry_describes_it(G):
+    side = get_model("default").resolution
+    assert G.img_resolution == side and G.img_channels == 3
+    assert G.num_ws == 2 * side.bit_length() - 4  # two per block from 4 px up, as NVIDIA counts
 
 
 def test_edits_place_handles_on_the_face_and_targets_inside(G, detector):
     from draggan_widget.drag import DragSession
 
+    side = G.img_resolution
     for spec in EDITS:
         image = DragSession(G, seed=spec.seed, device="cpu").image()
         edit = place(spec, image, detector)
         points = np.array(edit.handles + edit.targets)
-        assert ((points >= 0) & (points < 64)).all()
+        assert ((points >= 0) & (points < side)).all()
         if edit.mask is not None:  # every handle and target lies in the editable region
             for x, y in points:
                 assert edit.mask[int(y), int(x)]
         moved = np.array(edit.targets) - np.array(edit.handles)
-        want = np.array([offset for _, offset in spec.moves]) * 64
+        want = np.array([offset for _, offset in spec.moves]) * side
         np.testing.assert_allclose(moved, want, atol=1e-4)
 
 
@@ -55,6 +63,10 @@ def test_canonical_edit_arrives_within_200_steps(G, detector, spec):
     """The tracked handles arrive, and the detector finds the landmarks there too: a tracker
     that follows a fading feature reports arrival while the face has not changed."""
     session, result = run_edit(G, spec, detector, max_steps=200, device="cpu")
-    assert max(result.distances) <= 2.0, f"{spec.name}: {result.distances} after {result.step}"
+    assert max(result.distances) <= tolerance(G), (
+        f"{spec.name}: {result.distances} after {result.step}"
+    )
     detected = detected_distances(detector, spec, session.image(), result.targets)
-    assert detected.max() <= 2.0, f"{spec.name}: the detector finds them {detected} px away"
+    assert detected.max() <= tolerance(G), (
+        f"{spec.name}: the detector finds them {detected} px away"
+    )
