@@ -144,7 +144,7 @@ class DragControls(widgets.VBox):
             "stop_distance": widgets.BoundedFloatText(value=0.0, min=0.0, max=1e4, step=0.5),
             "precision": widgets.Dropdown(
                 options=[
-                    ("auto (fastest for this device)", "auto"),
+                    ("auto (fastest here)", "auto"),
                     ("float32 (exact)", "float32"),
                     ("bfloat16 (CPUs with BF16, Ampere+ GPUs)", "bfloat16"),
                     ("float16 (older GPUs)", "float16"),
