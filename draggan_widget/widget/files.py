@@ -94,20 +94,10 @@ class SessionFiles:
         """Save the current (or last) drag as an H.264 MP4 video, with its points drawn.
 
         The same frames as `save_gif`, in a file that is smaller and keeps every colour
-        (a GIF has 256). It needs the ``[video]`` extra (imageio and imageio-ffmpeg), which
-        is checked before anything is written.
-
-        Args:
-            path: the file to write, ending in ``.mp4``.
-
-        Returns:
-            The path written.
-
-        Raises:
-            ValueError: another suffix, or no drag to save (none ran since the last edit).
-            export.MissingExtraError: the ``[video]`` extra is not installed; the message
-                says what to install, and the session and its drag stay as they were.
-            OSError: the file cannot be written; nothing is left behind.
+        (a GIF has 256); ``path`` ends in ``.mp4``, and the errors are `save_gif`'s. It needs
+        the ``[video]`` extra (imageio and imageio-ffmpeg), checked before anything is
+        written: without it, `export.MissingExtraError` says what to install, and the session
+        and its drag stay as they were.
         """
         return self._save(path, ".mp4", lambda p: export.save_mp4(self._session(), p, overlay=True))
 
