@@ -33,11 +33,8 @@ import contextlib
 import copy
 import io
 import json
-import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -51,64 +48,22 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from draggan_widget.drag import DragConfig, DragSession
 from draggan_widget.gan import stylegan2
 from draggan_widget.gan.formats import load_file
-from draggan_widget.gan.stylegan2 import Generator
 
 try:
-    from drag_speed import bench_one, make_points
-    from official_step import OfficialStep
+    from drag_speed import bench_one
+    from gpu_memory import MIB, VARIANTS, measure_step, memory
+    from gpu_setup import drag_session, make_generator
 except ImportError:  # run as a module from the repo root
-    from bench.drag_speed import bench_one, make_points
-    from bench.official_step import OfficialStep
+    from bench.drag_speed import bench_one
+    from bench.gpu_memory import MIB, VARIANTS, measure_step, memory
+    from bench.gpu_setup import drag_session, make_generator
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 PICKLES = ("sg2_32_tiny", "sg2_32_cond_clamp")
 ONE_LEVEL = 2 / 255  # one 8-bit level of an image in [-1, 1]
-T4_BYTES = 15 * 10**9  # a T4's 15 GB (about 14.7 GiB usable)
-MEMORY_GOAL = 0.6  # ours / official, peak of a step
-MIB = 2**20
-
-# NVIDIA's 'stylegan2' config, as FFHQ 512 and 1024 use it (stylegan2-ada-pytorch's training).
-FFHQ = {"channel_base": 32768, "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256}
-
-
-def make_generator(res: int, quick: bool) -> Generator:
-    """A random generator: FFHQ's layout, or for ``quick`` the same layout, narrow."""
-    torch.manual_seed(0)
-    if quick:
-        dims, layers = 32, 2
-        synthesis = {**FFHQ, "channel_base": 16 * res, "channel_max": 32}
-    else:
-        dims, layers, synthesis = 512, 8, FFHQ
-    G = Generator(
-        z_dim=dims,
-        c_dim=0,
-        w_dim=dims,
-        img_resolution=res,
-        img_channels=3,
-        mapping_kwargs={"num_layers": layers},
-        synthesis_kwargs=synthesis,
-    )
-    return G.eval().requires_grad_(False)
-
-
-def never_done() -> DragConfig:
-    """Our defaults, with a stop distance no drag reaches, so every step does full work."""
-    return DragConfig(stop_distance=0.01)
-
-
-def drag_session(res: int, points: int, device: torch.device, quick: bool) -> DragSession:
-    """A session on a random generator with ``points`` handles that never arrive."""
-    session = DragSession(make_generator(res, quick), seed=0, config=never_done(), device=device)
-    session.set_points(*make_points(res, points))
-    return session
-
-
-def sync_for(device: torch.device) -> Callable[[], None]:
-    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
 @contextlib.contextmanager
@@ -172,97 +127,6 @@ def speed(device: torch.device, args: argparse.Namespace) -> dict:
 
 
 # ------------------------------------------------------------------ memory
-
-
-VARIANTS = ("ours", "ours_auto", "official")  # float32; the default precision; the release
-
-
-def memory(device: torch.device, args: argparse.Namespace) -> dict:
-    """Peak memory of a step, ours (float32 and default) against official, fresh processes."""
-    rows = []
-    for res in args.res:
-        for n in args.points[:1]:  # more points add little memory; each row costs 3 processes
-            got = {v: memory_child(v, res, n, device, args.quick) for v in VARIANTS}
-            row = {"resolution": res, "points": n, "measure": got["official"]["measure"]}
-            row["auto_runs"] = got["ours_auto"]["arithmetic"]
-            for v in VARIANTS:
-                row[f"{v}_peak_mib"] = got[v]["peak_mib"]
-                row[f"{v}_step_mib"] = got[v]["step_mib"]
-            official = got["official"]
-            for v in VARIANTS[:2]:
-                row[f"{v}_peak_ratio"] = round(got[v]["peak_mib"] / official["peak_mib"], 3)
-                row[f"{v}_step_ratio"] = round(
-                    got[v]["step_mib"] / max(official["step_mib"], 0.1), 3
-                )
-            row["fits_t4"] = max(got[v]["peak_mib"] for v in VARIANTS[:2]) * MIB < T4_BYTES
-            rows.append(row)
-    ok = all(r["ours_peak_ratio"] <= MEMORY_GOAL and r["fits_t4"] for r in rows)
-    return {"ok": ok, "goal": f"ours_peak_ratio <= {MEMORY_GOAL}, fits a 15 GB T4", "rows": rows}
-
-
-def memory_child(variant: str, res: int, points: int, device: torch.device, quick: bool) -> dict:
-    """Run `measure_step` in a fresh interpreter, so no earlier allocation blurs the peak."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--device", str(device)]
-    cmd += ["--child-memory", variant, "--res", str(res), "--points", str(points)]
-    cmd += ["--quick"] if quick else []
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "bench"), env.get("PYTHONPATH", "")])
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{variant} at {res} px failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.splitlines()[-1])
-
-
-def measure_step(variant: str, res: int, points: int, device: torch.device, quick: bool) -> dict:
-    """Peak memory of two drag steps of ``variant`` (this process must be fresh)."""
-    if device.type == "cpu":
-        torch.set_num_threads(1)  # the peak does not depend on it, the shared machine does
-    G = make_generator(res, quick).to(device)
-    handles, targets = make_points(res, points)
-    config = never_done()
-    if variant == "ours":
-        config.precision = "float32"
-    session = DragSession(G, seed=0, config=config, device=device)
-    session.set_points(handles, targets)
-    if variant.startswith("ours"):
-        step = lambda: session.step(render=True)  # noqa: E731  (what the widget runs)
-    else:
-        official = OfficialStep(
-            G, session.ws, handles, targets, feature_res=min(128, res), lr=session.config.lr
-        )
-        step = official.step
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports ~70 MB
-    before = _memory_now(device)
-    for _ in range(2):
-        step()
-    sync_for(device)()
-    peak = _memory_peak(device)
-    return {
-        "variant": variant,
-        "resolution": res,
-        "arithmetic": session.arithmetic if variant.startswith("ours") else "float32",
-        "measure": "cuda max_memory_allocated" if device.type == "cuda" else "peak RSS",
-        "peak_mib": round(peak / MIB, 1),
-        "step_mib": round((peak - before) / MIB, 1),
-    }
-
-
-def _memory_now(device: torch.device) -> int:
-    """What is held before the steps: allocated on a GPU; on a CPU the peak RSS so far."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats(device)
-        return torch.cuda.memory_allocated(device)
-    return _max_rss()
-
-
-def _memory_peak(device: torch.device) -> int:
-    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _max_rss()
-
-
-def _max_rss() -> int:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024  # bytes there, KiB on Linux
 
 
 # ------------------------------------------------------------------ long drag
