@@ -28,7 +28,9 @@ from .supervision import (
     disc_offsets,
     downsample_mask,
     fixed_region_loss,
+    held_region,
     motion_loss,
+    path_distance,
     rebalance_scale,
     sample_features,
     shift_vectors,
@@ -38,6 +40,7 @@ from .tracking import patch_offsets, track_points
 Point = tuple[float, float]
 OUTSIDE_REGION = "is outside the painted region: it cannot move unless the region includes it"
 ON_TARGET = "is already on its target: there is nothing to drag"
+HOLD_NEAR, HOLD_FAR = 0.1, 0.25  # `DragConfig.hold`: free within, held beyond (of the side)
 PointsLike = Sequence[Sequence[float]]
 
 
@@ -583,19 +586,31 @@ class DragSession:
             anchor=self._anchor(drag, offsets, cfg),
             anchor_weight=cfg.anchor,
         )
-        if self._mask is not None and cfg.lambda_mask > 0:
-            editable = downsample_mask(
-                torch.from_numpy(self._mask).to(self.device), feat.shape[-2:]
-            )
+        weight, editable = self._fixed_region(drag, cfg, targets, feat.shape[-2:])
+        if weight > 0:
             fixed = fixed_region_loss(feat, drag.feat0, editable, beta=cfg.mask_beta)
             if cfg.mask_image:
                 fixed = fixed + fixed_region_loss(
                     state.img, drag.img0, editable, beta=cfg.mask_beta
                 )
-            loss = loss + cfg.lambda_mask * fixed
+            loss = loss + weight * fixed
         if cfg.rebalance:
             loss = loss * rebalance_scale(active)
         return loss
+
+    def _fixed_region(
+        self, drag: _Drag, cfg: DragConfig, targets: Tensor, hw: tuple[int, int]
+    ) -> tuple[float, Optional[Tensor]]:
+        """The fixed-region term's weight and ``[1, 1, h, w]`` editable map: the user's mask,
+        else (with `DragConfig.hold`) a soft region around the handles' paths."""
+        if self._mask is not None:
+            mask = torch.from_numpy(self._mask).to(self.device)
+            return cfg.lambda_mask, downsample_mask(mask, hw)
+        if cfg.hold == 0:
+            return 0.0, None
+        side = max(self.shape)
+        distance = path_distance(drag.start, targets, self.shape, hw)
+        return cfg.hold, held_region(distance, HOLD_NEAR * side, HOLD_FAR * side)
 
     def _anchor(self, drag: _Drag, offsets: Tensor, cfg: DragConfig) -> Optional[Tensor]:
         """``[K, M, C]`` the supervision discs as they were when the drag started (see

@@ -144,6 +144,29 @@ def downsample_mask(mask: Tensor, side: ImageSize) -> Tensor:
     return F.interpolate(mask[None, None].float(), size=image_hw(side), mode="area")
 
 
+def path_distance(
+    starts: Tensor, targets: Tensor, img_size: ImageSize, hw: tuple[int, int]
+) -> Tensor:
+    """``[h, w]`` image-pixel distance from each cell centre of an ``h x w`` map over the image
+    to the nearest handle path (the segment from a handle's start to its target)."""
+    height, width = image_hw(img_size)
+    h, w = hw
+    ys = (torch.arange(h, device=starts.device, dtype=torch.float32) + 0.5) * (height / h)
+    xs = (torch.arange(w, device=starts.device, dtype=torch.float32) + 0.5) * (width / w)
+    cells = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 1, 2)
+    a, ab = starts.float()[None], (targets - starts).float()[None]
+    t = (((cells - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-6)).clamp(0, 1)
+    nearest = a + t[..., None] * ab
+    return (cells - nearest).norm(dim=-1).min(dim=1).values.reshape(h, w)
+
+
+def held_region(distance: Tensor, near: float, far: float) -> Tensor:
+    """``[1, 1, h, w]`` editable weight for an unmasked drag: 1 within ``near`` px of a path,
+    falling linearly to 0 at ``far``: the far image is held, the points' surroundings free."""
+    free = ((far - distance) / max(far - near, 1e-6)).clamp(0, 1)
+    return free[None, None]
+
+
 def fixed_region_loss(
     feat: Tensor, feat0: Tensor, editable: Tensor, *, beta: float = 0.0
 ) -> Tensor:

@@ -164,6 +164,19 @@ def test_mask_keeps_fixed_region_closer_to_original(G64):
     assert change["masked"] < change["free"]
 
 
+def test_hold_keeps_what_lies_far_from_the_path_closer_to_original(G64):
+    yy, xx = np.mgrid[:64, :64] + 0.5
+    far = (np.abs(yy - 30.5) > 16) | (xx < 20.5 - 16) | (xx > 30.5 + 16)  # > 1/4 side off
+    change = {}
+    for hold in (0.0, 20.0):
+        s = session(G64, hold=hold)
+        img0 = s.image().astype(float)
+        result = s.run(max_steps=30)
+        change[hold] = np.abs(s.image().astype(float) - img0)[far].mean()
+        assert result.distances[0] < 10.0  # the handle still moved
+    assert change[20.0] < 0.7 * change[0.0]
+
+
 def test_config_edits_apply_to_next_step(G64):
     s = session(G64)
     s.step(render=False)

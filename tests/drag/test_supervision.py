@@ -8,7 +8,9 @@ import torch
 from draggan_widget.drag.supervision import (
     disc_offsets,
     fixed_region_loss,
+    held_region,
     motion_loss,
+    path_distance,
     rebalance_scale,
     sample_features,
     shift_vectors,
@@ -100,6 +102,20 @@ def test_anchored_motion_loss_is_not_zero_on_flat_features():
     assert motion_loss(*args, **kw).item() == 0
     anchor = torch.zeros(1, len(disc_offsets(2)), 4)  # what was there: not the flat value
     assert motion_loss(*args, **kw, anchor=anchor, anchor_weight=0.5).item() == 0.5
+
+
+def test_path_distance_measures_to_the_segment_on_non_square_images():
+    starts, targets = torch.tensor([[8.0, 8.0]]), torch.tensor([[24.0, 8.0]])
+    d = path_distance(starts, targets, (64, 32), (16, 8))  # cells of 4 x 4 px
+    assert d[1, 3] == pytest.approx(2.0)  # cell centre (14, 6): 2 px above the segment
+    assert d[1, 0] == pytest.approx((6.0**2 + 2.0**2) ** 0.5)  # (2, 6): beyond its start
+    assert d[15, 3] == pytest.approx(62.0 - 8.0)  # (14, 62): straight below
+
+
+def test_held_region_is_free_near_the_path_and_held_far():
+    region = held_region(torch.tensor([[0.0, 5.0, 10.0, 15.0, 20.0]]), near=5.0, far=15.0)
+    assert region.shape == (1, 1, 1, 5)
+    assert region.flatten().tolist() == pytest.approx([1.0, 1.0, 0.5, 0.0, 0.0])
 
 
 def test_fixed_region_loss_only_counts_outside_editable():
