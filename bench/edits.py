@@ -33,18 +33,18 @@ from quality_drags import parse_preset
 
 from draggan_widget.drag import DragConfig
 from draggan_widget.gan.stylegan2 import Generator
-from draggan_widget.train.edits import EDITS, EditSpec, detected_distances, load_detector, start
+from draggan_widget.train.edits import (
+    EDITS,
+    EditSpec,
+    arrival_tolerance,
+    detected_distances,
+    load_detector,
+    start,
+)
 from draggan_widget.train.faces import LANDMARK_NAMES
 from draggan_widget.train.landmarks import LandmarkNet
 
 logger = logging.getLogger(__name__)
-ARRIVED_PX = 2.0  # the end-to-end test's tolerance, at 64 px; scaled with the image side
-
-
-def arrival_tolerance(side: int) -> float:
-    """Px within which a handle has arrived on a ``side``-px image: `ARRIVED_PX` at 64 px,
-    the same fraction of the face at any size (the detector itself sees 64 px)."""
-    return ARRIVED_PX * side / 64
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -41,6 +41,13 @@ logger = logging.getLogger(__name__)
 
 Point = tuple[float, float]
 DETECTOR_FILE = "landmarks.safetensors"
+ARRIVED_PX = 2.0  # an edit has arrived within this of its targets on a 64-px face
+
+
+def arrival_tolerance(side: int) -> float:
+    """Px within which a handle has arrived on a ``side``-px image: `ARRIVED_PX` at 64 px,
+    the same fraction of the face at any size (the detector itself sees 64 px)."""
+    return ARRIVED_PX * side / 64
 
 
 @dataclass(frozen=True)

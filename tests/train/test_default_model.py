@@ -8,7 +8,14 @@ import pytest
 from conftest import REPO
 from draggan_widget import load_generator
 from draggan_widget.gan.registry import get_model
-from draggan_widget.train.edits import EDITS, detected_distances, load_detector, place, run_edit
+from draggan_widget.train.edits import (
+    EDITS,
+    arrival_tolerance,
+    detected_distances,
+    load_detector,
+    place,
+    run_edit,
+)
 
 pytestmark = [
     pytest.mark.weights,
@@ -27,11 +34,6 @@ def G():
 @pytest.fixture(scope="module")
 def detector():
     return load_detector()
-
-
-def tolerance(G) -> float:
-    """The end-to-end criterion: 2 px on a 64-px face, the same share of the face at any size."""
-    return 2.0 * G.img_resolution / 64
 
 
 def test_default_model_loads_as_the_registry_describes_it(G):
@@ -63,10 +65,10 @@ def test_canonical_edit_arrives_within_200_steps(G, detector, spec):
     """The tracked handles arrive, and the detector finds the landmarks there too: a tracker
     that follows a fading feature reports arrival while the face has not changed."""
     session, result = run_edit(G, spec, detector, max_steps=200, device="cpu")
-    assert max(result.distances) <= tolerance(G), (
+    assert max(result.distances) <= arrival_tolerance(G.img_resolution), (
         f"{spec.name}: {result.distances} after {result.step}"
     )
     detected = detected_distances(detector, spec, session.image(), result.targets)
-    assert detected.max() <= tolerance(G), (
+    assert detected.max() <= arrival_tolerance(G.img_resolution), (
         f"{spec.name}: the detector finds them {detected} px away"
     )
