@@ -27,7 +27,7 @@ import argparse
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from common import emit, machine
 from quality_detector import DetectorRecipe, default_cache_dir, load_or_train_detector
+from torch import Tensor
 
 from draggan_widget.drag import pick_device
 from draggan_widget.gan.stylegan2 import Generator
@@ -84,15 +85,34 @@ def embed_generated(
     ``batch``, and every truncation sees the same z. Images are rounded to uint8 as the
     widget shows them, so they reach the detector by the same path as the renders.
     """
-    z_all = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
     out = []
-    for i in range(0, n, batch):
-        z = z_all[i : i + batch].to(device)
-        img = G(z, truncation_psi=truncation_psi, noise_mode="const")  # [N, 3, H, W]
+    for done, img in generated_batches(
+        G, n, seed=seed, truncation_psi=truncation_psi, batch=batch, device=device
+    ):
         img = (img.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
         out.append(detector.embed_images(img.permute(0, 2, 3, 1).cpu()))  # [N, H, W, 3]
-        logger.info("psi %.2f: %d / %d images", truncation_psi, min(i + batch, n), n)
+        logger.info("psi %.2f: %d / %d images", truncation_psi, done, n)
     return np.concatenate(out)
+
+
+def generated_batches(
+    G: Generator,
+    n: int,
+    *,
+    seed: int,
+    truncation_psi: float,
+    batch: int,
+    device: Union[str, torch.device] = "cpu",
+) -> Iterator[tuple[int, Tensor]]:
+    """``(images so far, [B, 3, H, W] images)`` of ``n`` latents drawn at once from ``seed``
+    (const noise, no grad), so a set depends on neither ``batch`` nor ``truncation_psi``."""
+    z_all = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
+    for i in range(0, n, batch):
+        with torch.no_grad():
+            img = G(
+                z_all[i : i + batch].to(device), truncation_psi=truncation_psi, noise_mode="const"
+            )
+        yield min(i + batch, n), img
 
 
 def untrained_like(G: Generator, *, seed: int) -> Generator:

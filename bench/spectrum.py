@@ -27,13 +27,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from common import emit, machine
+from fid import FLOOR_SEED, REFERENCE_SEED, Z_SEED, generated_batches
 
 from draggan_widget.gan.stylegan2 import Generator
 from draggan_widget.train.faces import render_dataset
 
 logger = logging.getLogger("bench.spectrum")
 
-REFERENCE_SEED, FLOOR_SEED, Z_SEED = 3, 4, 0  # as fid.py: neither the training nor the detector's
 BANDS = {"low": (0.0, 0.125), "mid": (0.125, 0.25), "high": (0.25, 0.5)}  # cycles per pixel
 
 
@@ -55,13 +55,11 @@ def radial_power(images: np.ndarray) -> np.ndarray:
     return sums / np.bincount(ring[keep], minlength=side // 2)
 
 
-@torch.no_grad()
 def generated(G: Generator, n: int, side: int, *, batch: int = 50) -> np.ndarray:
-    """``n`` images of ``G`` (psi 1, const noise, seeded z) as uint8 at ``side`` px."""
-    z_all = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(Z_SEED))
+    """``n`` images of ``G`` (psi 1, `fid.py`'s latents) as uint8 at ``side`` px."""
     out = []
-    for i in range(0, n, batch):
-        img = G(z_all[i : i + batch], truncation_psi=1.0, noise_mode="const").float()
+    for _, img in generated_batches(G, n, seed=Z_SEED, truncation_psi=1.0, batch=batch):
+        img = img.float()
         if img.shape[-1] != side:
             img = F.interpolate(img, size=(side, side), mode="bilinear", align_corners=False)
         img = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
