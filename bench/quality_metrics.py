@@ -10,7 +10,7 @@ realism by a Fréchet distance of the detector's embeddings.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -193,13 +193,20 @@ def feature_fd(net: LandmarkNet, images: np.ndarray, reference: np.ndarray) -> f
 def _finite(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
     """The finite values of ``key`` over ``rows`` (booleans as 0 / 1): rows of a task the
     field does not apply to (None), or written before it existed, are left out."""
-    values = (r.get(key) for r in rows)
+    return _finite_values(r.get(key) for r in rows)
+
+
+def _finite_values(values: Iterable[Any]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
+def _mean_of(values: Iterable[Any]) -> float:
+    finite = _finite_values(values)
+    return float(np.mean(finite)) if finite else math.nan
+
+
 def _mean(rows: Sequence[dict[str, Any]], key: str) -> float:
-    values = _finite(rows, key)
-    return float(np.mean(values)) if values else math.nan
+    return _mean_of(r.get(key) for r in rows)
 
 
 def _median(rows: Sequence[dict[str, Any]], key: str) -> float:
@@ -223,7 +230,7 @@ def aggregate(rows: Sequence[dict[str, Any]], kinds: Sequence[str], fd: float) -
         "image_success_rate": _mean(rows, "success_image"),
         "success_rate": float(np.mean([r["success"] for r in rows])),
         "detected_success_rate": _mean(rows, "success_detected"),
-        "confirmed_success_rate": _mean([{"c": confirmed(r)} for r in rows], "c"),
+        "confirmed_success_rate": _mean_of(confirmed(r) for r in rows),
         "false_arrivals": false_arrivals(rows),
         "off_outline_success_rate": _mean(rows, "success_off_outline"),
         "converged_rate": float(np.mean([r["converged"] for r in rows])),
@@ -234,7 +241,7 @@ def aggregate(rows: Sequence[dict[str, Any]], kinds: Sequence[str], fd: float) -
         "feature_change": _mean(rows, "feature_change"),
         "far_psnr": _median(rows, "far_psnr"),
         "far_colour_shift": _median(rows, "far_colour_shift"),
-        "protected_psnr": float(np.median(protected)) if protected else math.nan,
+        "protected_psnr": _median(rows, "protected_psnr"),
         "protected_psnr_worst": min(protected) if protected else math.nan,
         "fd": fd,
     }
