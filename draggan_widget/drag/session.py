@@ -116,6 +116,7 @@ class _Drag:
     key: _DragKey  # what the variables and reference features were built from
     feat0: Tensor  # [1, C, h, w] features when the drag started
     img0: Tensor  # [1, 3, h, w] the image drawn up to the feature block, at the start
+    editable: Tensor  # [1, 1, h, w] what the fixed-region term leaves free (`_editable`)
     templates: Tensor  # [K, C] each handle's tracked feature when the drag started
     optimizer: torch.optim.Optimizer
     arrived: Tensor  # [K] bool: handles that reached their target and rest (see `settle`)
@@ -427,7 +428,21 @@ class DragSession:
         optimizer = torch.optim.Adam([param], lr=cfg.lr)
         arrived = torch.zeros(len(handles), dtype=torch.bool, device=self.device)
         fixed = ws[:, n_opt:].clone()
-        return _Drag(param, fixed, key, state.x, state.img, templates, optimizer, arrived, handles)
+        editable = self._editable(handles, state.x.shape[-2:])
+        return _Drag(
+            param, fixed, key, state.x, state.img, editable, templates, optimizer, arrived, handles
+        )
+
+    def _editable(self, handles: Tensor, hw: tuple[int, int]) -> Tensor:
+        """``[1, 1, h, w]`` what may change: the painted mask, else the region around the
+        handles' paths that `DragConfig.hold` leaves free. Points and mask are fixed for a
+        drag (setting either starts a new one), so this is made once, not every step."""
+        if self._mask is not None:
+            return downsample_mask(torch.from_numpy(self._mask).to(self.device), hw)
+        targets = torch.tensor(self._targets, dtype=torch.float32, device=self.device)
+        side = max(self.shape)
+        distance = path_distance(handles, targets, self.shape, hw)
+        return held_region(distance, HOLD_NEAR * side, HOLD_FAR * side)
 
     def _drag_for_step(self) -> tuple[_Drag, bool]:
         """The drag in progress, or a new one after any edit; True when it is new."""
@@ -576,7 +591,8 @@ class DragSession:
         active: Tensor,
         r1: float,
     ) -> Tensor:
-        """Motion supervision of the active handles, plus the fixed-region term under a mask."""
+        """Motion supervision of the active handles, plus the fixed-region term under a mask
+        (or `DragConfig.hold`)."""
         feat, size = state.x, self.shape
         offsets = disc_offsets(r1, device=self.device)
         loss = motion_loss(
@@ -586,31 +602,17 @@ class DragSession:
             anchor=self._anchor(drag, offsets, cfg),
             anchor_weight=cfg.anchor,
         )
-        weight, editable = self._fixed_region(drag, cfg, targets, feat.shape[-2:])
+        weight = cfg.lambda_mask if self._mask is not None else cfg.hold
         if weight > 0:
-            fixed = fixed_region_loss(feat, drag.feat0, editable, beta=cfg.mask_beta)
+            fixed = fixed_region_loss(feat, drag.feat0, drag.editable, beta=cfg.mask_beta)
             if cfg.mask_image:
                 fixed = fixed + fixed_region_loss(
-                    state.img, drag.img0, editable, beta=cfg.mask_beta
+                    state.img, drag.img0, drag.editable, beta=cfg.mask_beta
                 )
             loss = loss + weight * fixed
         if cfg.rebalance:
             loss = loss * rebalance_scale(active)
         return loss
-
-    def _fixed_region(
-        self, drag: _Drag, cfg: DragConfig, targets: Tensor, hw: tuple[int, int]
-    ) -> tuple[float, Optional[Tensor]]:
-        """The fixed-region term's weight and ``[1, 1, h, w]`` editable map: the user's mask,
-        else (with `DragConfig.hold`) a soft region around the handles' paths."""
-        if self._mask is not None:
-            mask = torch.from_numpy(self._mask).to(self.device)
-            return cfg.lambda_mask, downsample_mask(mask, hw)
-        if cfg.hold == 0:
-            return 0.0, None
-        side = max(self.shape)
-        distance = path_distance(drag.start, targets, self.shape, hw)
-        return cfg.hold, held_region(distance, HOLD_NEAR * side, HOLD_FAR * side)
 
     def _anchor(self, drag: _Drag, offsets: Tensor, cfg: DragConfig) -> Optional[Tensor]:
         """``[K, M, C]`` the supervision discs as they were when the drag started (see
