@@ -6,7 +6,7 @@
     python -m draggan_widget.train --resume runs/default/latest.pt --export-only \\
         --export weights/default.safetensors                               # G_ema -> weights
     python -m draggan_widget.train --resume runs/default/latest.pt \\
-        --compact checkpoints/default-resume.pt                            # bfloat16 copy
+        --compact checkpoints/default-resume.pt                            # to commit
     python -m draggan_widget.train --grow-from checkpoints/default-resume.pt --res 128 \\
         --fade-kimg 5 --kimg 380 --out runs/grow128                       # 64 -> 128 px
 
@@ -30,16 +30,9 @@ from typing import Any, Optional
 import torch
 from tqdm import tqdm
 
+from .checkpoint import compact_checkpoint, load_checkpoint
 from .grow import grow_checkpoint
-from .loop import (
-    Progress,
-    TrainConfig,
-    compact_checkpoint,
-    config_from_checkpoint,
-    export_generator,
-    load_checkpoint,
-    train,
-)
+from .loop import Progress, TrainConfig, config_from_checkpoint, export_generator, train
 
 logger = logging.getLogger("draggan_widget.train")
 
@@ -104,7 +97,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     add("--export", help="write G_ema to this .safetensors when training ends")
     add("--export-dtype", choices=sorted(DTYPES), default="float32")
     add("--export-only", action="store_true", help="with --resume: export, do not train")
-    add("--compact", help="with --resume: write a bfloat16 copy of the checkpoint, do not train")
+    add(
+        "--compact",
+        help="with --resume: write the lean bfloat16 copy a session commits, do not train",
+    )
     return p.parse_args(argv)
 
 

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from ..gan.formats.native import save_generator
 from ..gan.stylegan2 import Generator
+from .checkpoint import load_checkpoint, save_checkpoint
 from .loss import StyleGAN2Loss
 from .networks import Discriminator, GrowingDiscriminator, fade_in_last_torgb
 
@@ -262,65 +263,6 @@ class RealSampler:
 
 
 # ----------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: Union[str, Path], state: dict[str, Any]) -> Path:
-    """Write ``state`` with ``torch.save`` to a temporary file, then rename it over ``path``.
-
-    The rename is atomic, so a run killed mid-write leaves the previous checkpoint intact.
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def load_checkpoint(path: Union[str, Path]) -> dict[str, Any]:
-    """Read a checkpoint written by the loop (tensors and plain data only, no code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; pass the latest.pt of a run")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def compact_checkpoint(src: Union[str, Path], dst: Union[str, Path]) -> Path:
-    """Copy a checkpoint with the networks and Adam states in bfloat16: half the bytes.
-
-    A later session resumes from the copy on a new machine (``runs/`` does not travel).
-    Resuming casts the weights and Adam moments back to float32; bfloat16 keeps float32's
-    range, so Adam's tiny second moments do not underflow as they would in float16.
-    """
-
-    def shrink(value: Any) -> Any:
-        if isinstance(value, Tensor) and value.is_floating_point():
-            return value.to(torch.bfloat16)
-        if isinstance(value, dict):
-            return {k: shrink(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [shrink(v) for v in value]
-        return value
-
-    ckpt = load_checkpoint(src)
-    for name in ("opt_G", "opt_D"):
-        _zero_unread_first_moments(ckpt[name])
-    bulky = ("G", "D", "G_ema", "opt_G", "opt_D")  # scalars such as pl_mean stay exact
-    return save_checkpoint(dst, {**ckpt, **{k: shrink(ckpt[k]) for k in bulky}})
-
-
-def _zero_unread_first_moments(opt_state: dict[str, Any]) -> None:
-    """Zero Adam's first moments where beta1 is 0, as StyleGAN2's are.
-
-    With beta1 = 0 each step overwrites the first moment with the new gradient before
-    reading it, so the stored one never matters; zeros resume the same steps and cost git
-    almost nothing to store, where 3.3 M bfloat16 moments cost 6.6 MB every session.
-    """
-    for group in opt_state["param_groups"]:
-        if group["betas"][0] == 0:
-            for index in group["params"]:
-                moments = opt_state["state"].get(index, {})
-                if "exp_avg" in moments:
-                    moments["exp_avg"] = torch.zeros_like(moments["exp_avg"])
 
 
 def config_from_checkpoint(ckpt: dict[str, Any], **overrides: Any) -> TrainConfig:

@@ -10,15 +10,10 @@ from PIL import Image
 
 from draggan_widget.gan import ops
 from draggan_widget.gan.formats.native import load_native
+from draggan_widget.train.checkpoint import load_checkpoint
 from draggan_widget.train.faces import render_dataset
 from draggan_widget.train.grow import grow_checkpoint
-from draggan_widget.train.loop import (
-    TrainConfig,
-    Trainer,
-    export_generator,
-    load_checkpoint,
-    train,
-)
+from draggan_widget.train.loop import TrainConfig, Trainer, export_generator, train
 from draggan_widget.train.networks import GrowingDiscriminator
 
 OLD, NEW = 16, 32
