@@ -30,7 +30,7 @@ from common import emit
 from quality_metrics import confirmed
 from quality_report import SAME_IN_A_MERGE, merge_reports, setting_differences
 
-Compare = Literal["difference", "ratio"]
+Compare = Literal["difference", "ratio", "level"]
 PRESETS = ("paper", "ours")  # the baseline, then the preset set against it
 
 
@@ -42,40 +42,57 @@ class Metric:
         label: the column's name in the table.
         field: the per-task row field (booleans count as 0 / 1; None, a task the column
             does not apply to, is left out).
-        compare: ``difference`` (ours - paper, of means) or ``ratio`` (ours / paper).
-        goal: the issue's bound: a difference at least this, a ratio at most this; None
-            where the issue sets none.
+        compare: ``difference`` (ours - paper), ``ratio`` (ours / paper) or ``level``
+            (ours alone, an absolute goal), of the tasks' means or medians.
+        goal: the issue's bound: a difference or level at least this, a ratio at most
+            this; None where the issue sets none.
+        median: compare medians over tasks instead of means.
+        masked: the goal holds for masked pools only (True), unmasked only (False), or both.
     """
 
     label: str
     field: str
     compare: Compare
     goal: Optional[float]
+    median: bool = False
+    masked: Optional[bool] = None
+
+    def applies(self, masked: bool) -> bool:
+        """Whether this column's goal is one a pool of masked (or unmasked) drags has."""
+        return self.goal is not None and self.masked in (None, masked)
 
     def meets(self, value: np.ndarray) -> np.ndarray:
         """Whether each value meets the goal (all False without one)."""
         if self.goal is None:
             return np.zeros(np.shape(value), dtype=bool)
-        return value >= self.goal if self.compare == "difference" else value <= self.goal
+        return value <= self.goal if self.compare == "ratio" else value >= self.goal
 
 
-#: The issue's goal: success 15 points higher, MD at most 0.7x, no more change outside.
-#: Every success column carries its bound; the image's (`quality_locate`) is the one to trust.
-#: PSNR in dB: a difference of the means over tasks.
+#: Success is judged by the image (`quality_locate`, or the detector on landmarks); the
+#: tracker's own verdict is a diagnostic. The goals: unmasked, 15 points more drags land
+#: than the paper's with the far image at 30 dB (median); masked, 30% land with the
+#: protected region at 35 dB. PSNR in dB.
 METRICS: tuple[Metric, ...] = (
-    Metric("image success", "success_image", "difference", 0.15),
-    Metric("success (tracked)", "success", "difference", 0.15),
+    Metric("image success", "success_image", "difference", 0.15, masked=False),
+    Metric("image success rate", "success_image", "level", 0.30, masked=True),
+    Metric("success (tracked)", "success", "difference", None),
     Metric("detected success", "success_detected", "difference", 0.15),
-    Metric("confirmed success", "confirmed", "difference", 0.15),
-    Metric("success off the outline", "success_off_outline", "difference", 0.15),
+    Metric("confirmed success", "confirmed", "difference", None),
+    Metric("success off the outline", "success_off_outline", "difference", None),
     Metric("MD", "md", "ratio", 0.7),
     Metric("tracked MD", "md_tracked", "ratio", None),
     Metric("pixel change outside", "pixel_change", "ratio", 1.0),
     Metric("far PSNR dB", "far_psnr", "difference", None),
+    Metric("median far PSNR dB", "far_psnr", "level", 30.0, median=True, masked=False),
     Metric("far colour shift", "far_colour_shift", "ratio", None),
     Metric("protected PSNR dB", "protected_psnr", "difference", None),
+    Metric("median protected PSNR dB", "protected_psnr", "level", 35.0, median=True, masked=True),
 )
-GOAL = ("success (tracked)", "MD", "pixel change outside")  # the goal as the issue words it
+#: The goal, all at once, of a pool of unmasked (False) or masked (True) drags.
+GOALS = {
+    False: ("image success", "median far PSNR dB"),
+    True: ("image success rate", "median protected PSNR dB"),
+}
 
 
 def task_sets(
@@ -133,8 +150,12 @@ def paired(report: dict[str, Any], presets: Sequence[str] = PRESETS) -> dict[str
 
 
 def compare(metric: Metric, paper: np.ndarray, ours: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Ours against the paper over tasks (the last axis): difference or ratio of means."""
-    a, b = np.nanmean(paper, axis=axis), np.nanmean(ours, axis=axis)
+    """Ours against the paper over tasks (the last axis): difference, ratio or ours' level,
+    of means or medians."""
+    statistic = np.nanmedian if metric.median else np.nanmean
+    a, b = statistic(paper, axis=axis), statistic(ours, axis=axis)
+    if metric.compare == "level":
+        return b
     if metric.compare == "difference":
         return b - a
     return np.divide(b, a, out=np.full(np.shape(a), np.nan), where=a != 0)
@@ -179,8 +200,8 @@ def pool(
         ``{"settings", "sets", "pooled", "new_set"}``: ``pooled`` has, per metric, the
         baseline's and the other preset's means over every task (``paper``, ``ours``),
         the comparison and its 95% interval; ``new_set`` the share of drawn sets of
-        ``hidden_tasks`` tasks that meet each goal (``per_metric``) and all of `GOAL` at
-        once (``goal``).
+        ``hidden_tasks`` tasks that meet each goal (``per_metric``) and all of the pool's
+        `GOALS` at once (``goal``; None when the tasks lack a column it needs).
     """
     if len(presets) != 2:
         raise ValueError(f"compare two presets, a baseline and another, got {list(presets)}")
@@ -201,24 +222,31 @@ def pool(
     pooled_idx = resample(kinds, dict(zip(unique, counts)), draws, rng)
     new_sizes = _mix(unique, counts, hidden_tasks or round(len(kinds) / len(sets)))
     new_idx = resample(kinds, new_sizes, draws, rng)
+    masked = bool(sets[0].get("settings", {}).get("masked", False))
     pooled, new_set, met = {}, {}, np.ones(draws, dtype=bool)
     for m in metrics:
         paper, ours = values[m.field]
         boot = compare(m, paper[pooled_idx], ours[pooled_idx])
+        statistic = np.nanmedian if m.median else np.nanmean
         pooled[m.label] = {
-            "paper": float(np.nanmean(paper)),
-            "ours": float(np.nanmean(ours)),
+            "paper": float(statistic(paper)),
+            "ours": float(statistic(ours)),
             "compare": m.compare,
             "value": float(compare(m, paper, ours)),
             "interval": [float(q) for q in np.nanpercentile(boot, [2.5, 97.5])],
-            "goal": m.goal,
+            "goal": m.goal if m.applies(masked) else None,
         }
-        if m.goal is not None:
+        if m.applies(masked):
             hits = m.meets(compare(m, paper[new_idx], ours[new_idx]))
             new_set[m.label] = float(hits.mean())
-            if m.label in GOAL:
+            if m.label in GOALS[masked]:
                 met &= hits
-    new_set = {"per_metric": new_set, "goal": float(met.mean())}
+    measured = all(label in new_set for label in GOALS[masked])
+    new_set = {
+        "per_metric": new_set,
+        "goal_columns": list(GOALS[masked]),
+        "goal": float(met.mean()) if measured else None,
+    }
     per_set = [
         {
             "set": _name(s, i),
@@ -234,6 +262,7 @@ def pool(
             "tasks": len(kinds),
             "new_set_tasks": int(sum(new_sizes.values())),
             "presets": list(presets),
+            "masked": masked,
             **{k: sets[0].get("settings", {}).get(k) for k in SAME_IN_A_MERGE},
         },
         "sets": per_set,
@@ -245,13 +274,19 @@ def pool(
 def _signed(metric: Metric, value: Optional[float]) -> str:
     if value is None:
         return "-"
-    return f"{value:+.2f}" if metric.compare == "difference" else f"{value:.2f}x"
+    return {"difference": f"{value:+.2f}", "ratio": f"{value:.2f}x", "level": f"{value:.2f}"}[
+        metric.compare
+    ]
 
 
-def _goal(metric: Metric) -> str:
-    if metric.goal is None:
+def _goal(goal: Optional[float], metric: Metric) -> str:
+    if goal is None:
         return ""
-    return f">= {metric.goal:+.2f}" if metric.compare == "difference" else f"<= {metric.goal:.2f}x"
+    return f"<= {goal:.2f}x" if metric.compare == "ratio" else f">= {_signed(metric, goal)}"
+
+
+def _chance(chance: Optional[float]) -> str:
+    return "not measured" if chance is None else f"{chance:.2f}"
 
 
 def markdown_tables(summary: dict[str, Any]) -> str:
@@ -276,10 +311,11 @@ def markdown_tables(summary: dict[str, Any]) -> str:
         chance = summary["new_set"]["per_metric"].get(m.label)
         lines.append(
             f"| {m.label} | {p['paper']:.2f} | {p['ours']:.2f} | {_signed(m, p['value'])} | "
-            f"{low} to {high} | {_goal(m)} | {'' if chance is None else f'{chance:.2f}'} |"
+            f"{low} to {high} | {_goal(p['goal'], m)} | "
+            f"{'' if chance is None else f'{chance:.2f}'} |"
         )
-    goal = " and ".join(GOAL)
-    lines.append(f"| the goal: {goal} at once | | | | | | {summary['new_set']['goal']:.2f} |")
+    goal, chance = " and ".join(summary["new_set"]["goal_columns"]), summary["new_set"]["goal"]
+    lines.append(f"| the goal: {goal} at once | | | | | | {_chance(chance)} |")
     return "\n".join(lines)
 
 

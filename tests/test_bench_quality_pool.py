@@ -13,7 +13,9 @@ pool_mod = load_bench("quality_pool")
 KINDS = ("1", "5", "all")
 
 
-def _row(task: int, *, success: bool, detected: bool, md: float, change: float) -> dict:
+def _row(
+    task: int, *, success: bool, detected: bool, md: float, change: float, psnr: float = 32.0
+) -> dict:
     return {
         "task": task,
         "kind": KINDS[task % 3],
@@ -21,6 +23,8 @@ def _row(task: int, *, success: bool, detected: bool, md: float, change: float) 
         "md_tracked": md,
         "success": success,
         "success_detected": detected,
+        "success_image": success,
+        "far_psnr": psnr,
         "success_off_outline": None if task % 4 == 3 else success,  # an outline-only task
         "tracked_px": [md],
         "detected_px": [md],
@@ -64,11 +68,13 @@ def test_identical_presets_compare_as_equal_with_no_spread():
     rows = _rows(12, np.random.default_rng(0), p_success=0.5, md=1.0, change=10.0)
     summary = pool_mod.pool([_report(0, {"paper": rows, "ours": rows})], draws=200)
     for label, p in summary["pooled"].items():
-        want = 0.0 if p["compare"] == "difference" else 1.0
+        want = {"difference": 0.0, "ratio": 1.0, "level": p["ours"]}[p["compare"]]
         assert p["value"] == pytest.approx(want), label
-        assert p["interval"] == pytest.approx([want, want]), label
+        if p["compare"] != "level":  # ours' own level varies over resampled tasks
+            assert p["interval"] == pytest.approx([want, want]), label
     assert summary["new_set"]["per_metric"]["MD"] == 0.0  # 1.0x is not at most 0.7x
-    assert summary["new_set"]["goal"] == 0.0
+    assert summary["new_set"]["per_metric"]["median far PSNR dB"] == 1.0  # 32 dB >= 30
+    assert summary["new_set"]["goal"] == 0.0  # no more drags land
 
 
 def test_a_clear_win_is_certain_and_meets_the_goal_on_every_new_set():
@@ -80,7 +86,30 @@ def test_a_clear_win_is_certain_and_meets_the_goal_on_every_new_set():
     assert summary["pooled"]["confirmed success"]["interval"] == [1.0, 1.0]
     assert summary["pooled"]["MD"]["value"] == pytest.approx(0.5)
     assert summary["pooled"]["pixel change outside"]["value"] == pytest.approx(0.8)
+    assert summary["new_set"]["goal_columns"] == ["image success", "median far PSNR dB"]
     assert summary["new_set"]["goal"] == 1.0
+    blurred = [dict(r, far_psnr=25.0) for r in ours]  # lands, but changes the far image
+    summary = pool_mod.pool([_report(0, {"paper": paper, "ours": blurred})], draws=200)
+    assert summary["new_set"]["goal"] == 0.0
+
+
+def test_a_masked_pool_has_absolute_goals_on_landing_and_the_protected_region():
+    rng = np.random.default_rng(7)
+    paper = [_row(i, success=False, detected=False, md=2.0, change=1.0) for i in range(20)]
+    ours = [
+        dict(r, success_image=bool(rng.random() < 0.4), protected_psnr=36.0 + i % 3)
+        for i, r in enumerate(paper)
+    ]
+    held = [dict(r, protected_psnr=49.0) for r in paper]
+    summary = pool_mod.pool([_report(0, {"paper": held, "ours": ours}, masked=True)], draws=300)
+    rate = summary["pooled"]["image success rate"]
+    assert rate["ours"] == pytest.approx(np.mean([r["success_image"] for r in ours]))
+    assert rate["value"] == rate["ours"] and rate["goal"] == 0.30
+    assert summary["pooled"]["median protected PSNR dB"]["ours"] == pytest.approx(37.0)
+    assert summary["pooled"]["image success"]["goal"] is None  # an unmasked pool's goal
+    assert summary["new_set"]["goal_columns"] == ["image success rate", "median protected PSNR dB"]
+    assert 0 < summary["new_set"]["goal"] < 1  # 40% land: most new sets, not all
+    assert "| image success rate | 0.00 |" in pool_mod.markdown_tables(summary)
 
 
 def test_one_preset_per_file_is_merged_per_set_and_pooled_across_sets():
@@ -103,7 +132,8 @@ def test_one_preset_per_file_is_merged_per_set_and_pooled_across_sets():
     assert again == summary  # seeded: the same intervals every run
     tables = pool_mod.markdown_tables(summary)
     assert "| seed 3 | 9 |" in tables and "9-task sets" in tables
-    assert all(line.count("|") in (10, 8) for line in tables.splitlines() if line)
+    widths = {line.count("|") for line in tables.splitlines() if line}
+    assert len(widths) == 2 and 8 in widths  # the per-set table's rows, the pooled table's
 
 
 def test_wider_pools_give_narrower_intervals():
