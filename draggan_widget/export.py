@@ -24,6 +24,7 @@ from typing import Any, Optional, Union
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .atomic_write import write_via_temp
 from .drag import DragSession, StepResult
 from .session_files import (
     SessionFileError,
@@ -31,7 +32,6 @@ from .session_files import (
     load_latent,
     load_session,
     save_session,
-    write_via_temp,
 )
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,6 @@ import logging
 import os
 import pickle
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -59,30 +58,6 @@ LATENT_KEYS = ("ws", "w", "latent")  # ours, NVIDIA's projected_w.npz, DragGAN's
 class SessionFileError(ValueError):
     """A session file (or a file it names) is corrupt, truncated, foreign, inconsistent or
     asks for too much; the message names the file. Nothing was loaded."""
-
-
-def write_via_temp(path: PathLike, write: Callable[[Path], None], *, suffix: str = ".tmp") -> Path:
-    """Have ``write`` fill a temporary file beside ``path``, then move it into place.
-
-    So no half-written file ever sits at ``path``, an older file there survives a failed
-    write, and whatever a failed write left in the temporary file is removed.
-
-    Args:
-        path: the file to write.
-        write: writes the whole file to the path it is given.
-        suffix: appended to ``path``'s name for the temporary file.
-
-    Returns:
-        ``path``, as a `Path`.
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + suffix)
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 # ----------------------------------------------------------------------------- latents

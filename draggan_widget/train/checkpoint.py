@@ -16,12 +16,13 @@ moments, so the loop resumes from either form alike.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Union
 
 import torch
 from torch import Tensor
+
+from ..atomic_write import write_via_temp
 
 NETWORKS = ("G", "D", "G_ema")
 OPTIMIZERS = ("opt_G", "opt_D")
@@ -33,11 +34,7 @@ def save_checkpoint(path: Union[str, Path], state: dict[str, Any]) -> Path:
 
     The rename is atomic, so a run killed mid-write leaves the previous checkpoint intact.
     """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_via_temp(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Union[str, Path]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..atomic_write import write_via_temp
 from ..gan.formats.native import save_generator
 from ..gan.stylegan2 import Generator
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -343,11 +344,8 @@ def save_image_grid(img: Tensor, path: Union[str, Path], *, cols: int) -> Path:
     pad = img.new_zeros([rows * cols - n, c, h, w])
     x = ((torch.cat([img, pad]) + 1) * 127.5).clamp(0, 255).to(torch.uint8)
     x = x.reshape(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    Image.fromarray(x.numpy()).save(tmp)
-    os.replace(tmp, path)
-    return path
+    image = Image.fromarray(x.numpy())
+    return write_via_temp(path, image.save, suffix=".tmp.png")  # PIL reads the suffix
 
 
 # ------------------------------------------------------------------------------------ loop

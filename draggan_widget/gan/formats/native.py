@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from ...atomic_write import write_via_temp
 from ..stylegan2 import Generator
 from ..stylegan3 import Generator as StyleGAN3Generator
 from .checks import WeightsFileError, check_generator_kwargs
@@ -78,12 +79,10 @@ def save_generator(
     }
     header = {**(metadata or {}), FORMAT_KEY: format_name, CONFIG_KEY: json.dumps(G.init_kwargs)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     # Written by Python, not by safetensors' save_file, which creates files readable by
     # their owner only (0600); this one gets the usual permissions (the umask's).
-    tmp.write_bytes(save(tensors, metadata=header))
-    tmp.replace(path)
-    return path
+    data = save(tensors, metadata=header)
+    return write_via_temp(path, lambda tmp: tmp.write_bytes(data))
 
 
 def read_metadata(path: Union[str, Path]) -> dict[str, str]:
