@@ -28,6 +28,7 @@ PANEL_MAX_WIDTH = "400px"
 CONFIG_FIELDS = (
     "lr",
     "lambda_mask",
+    "hold",
     "r1",
     "r2",
     "max_steps",
@@ -130,9 +131,10 @@ class DragControls(widgets.VBox):
 
         self.fields: dict[str, widgets.ValueWidget] = {
             "lr": widgets.FloatLogSlider(
-                value=2e-3, base=10, min=-4, max=-1, step=0.05, readout_format=".1e"
+                value=1.5e-2, base=10, min=-4, max=-1, step=0.05, readout_format=".1e"
             ),
             "lambda_mask": widgets.FloatSlider(value=20.0, min=0, max=100, step=1),
+            "hold": widgets.FloatSlider(value=4.0, min=0, max=20, step=0.5),
             "r1": widgets.FloatSlider(value=3.0, min=0.5, max=32, step=0.5),
             "r2": widgets.FloatSlider(value=12.0, min=1, max=64, step=0.5),
             "max_steps": widgets.BoundedIntText(value=300, min=1, max=100_000),
@@ -159,6 +161,10 @@ class DragControls(widgets.VBox):
         labels = {
             "lr": ("learning rate", "Adam step size on the latent (paper: 2e-3 faces)"),
             "lambda_mask": ("λ mask", "weight of keeping the unmasked region fixed"),
+            "hold": (
+                "hold far",
+                "no mask painted: how firmly what lies far from the points stays; 0 = off",
+            ),
             "r1": ("r1 (px@512)", "motion-supervision radius, pixels of a 512-px image"),
             "r2": ("r2 (px@512)", "tracking search radius, pixels of a 512-px image"),
             "max_steps": ("max steps", "steps per Start"),
@@ -258,7 +264,7 @@ class DragControls(widgets.VBox):
 
         f = self.fields
         drag_box = _tab(
-            [f[n] for n in ("lr", "lambda_mask", "r1", "r2", "max_steps")]
+            [f[n] for n in ("lr", "lambda_mask", "hold", "r1", "r2", "max_steps")]
             + [f["w_plus"], f["n_opt_ws"], f["stop_distance"], f["precision"]]
         )
         image_box = _tab(

@@ -57,7 +57,7 @@ def test_the_default_is_auto_and_the_paper_runs_float32():
 
 
 def drag(G, choice: str) -> DragSession:
-    s = DragSession(G, seed=1, config=DragConfig(lr=0.01, precision=choice), device="cpu")
+    s = DragSession(G, seed=1, config=DragConfig(lr=0.01, hold=0.0, precision=choice), device="cpu")
     s.set_points([(20.5, 30.5)], [(30.5, 30.5)])
     return s
 

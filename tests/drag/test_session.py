@@ -17,10 +17,15 @@ def G64():
     return make_generator(img_resolution=64, w_dim=32)
 
 
+# A random generator has no local edit for the hold to find (it is a locality prior,
+# measured on the trained model in bench/); these tests drag the mechanics alone.
+FREE = {"lr": 0.01, "hold": 0.0}
+
+
 def session(G, **cfg) -> DragSession:
     """A one-handle drag, in exact float32 arithmetic unless ``cfg`` says otherwise."""
     cfg = {"precision": "float32", **cfg}
-    s = DragSession(G, seed=1, config=DragConfig(lr=0.01, **cfg), device="cpu")
+    s = DragSession(G, seed=1, config=DragConfig(**{**FREE, **cfg}), device="cpu")
     s.set_points([(20.5, 30.5)], [(30.5, 30.5)])
     return s
 
@@ -81,7 +86,7 @@ def test_loss_decreases_along_a_drag(G64, anchor):
 
 
 def test_done_step_leaves_latent_unchanged(G64):
-    s = DragSession(G64, seed=1, config=DragConfig(lr=0.01), device="cpu")
+    s = DragSession(G64, seed=1, config=DragConfig(**FREE), device="cpu")
     s.set_points([(20.5, 30.5)], [(20.8, 30.5)])  # already within 1 px
     before = s.ws
     r = s.step()
@@ -351,7 +356,7 @@ def test_a_moving_handle_rests_within_the_settle_band_until_it_leaves_the_stop_d
 
 
 def test_a_finished_drag_has_every_handle_within_the_stop_distance(G64):
-    s = DragSession(G64, seed=1, config=DragConfig(lr=0.01), device="cpu")
+    s = DragSession(G64, seed=1, config=DragConfig(**FREE), device="cpu")
     s.set_points([(20.5, 30.5), (40.5, 30.5)], [(20.8, 30.5), (45.5, 30.5)])
     first = s.step(render=False)
     assert not first.done and s._drag.arrived.tolist() == [True, False]

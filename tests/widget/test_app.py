@@ -376,7 +376,7 @@ def test_config_set_while_running_is_used_by_the_next_step(w, fake):
     assert fake.started.wait(TIMEOUT)
     fake.gate.set()
     assert w.wait(TIMEOUT)
-    assert fake.lr_seen == [2e-3, 1e-3] and w.controls.fields["lr"].value == 1e-3
+    assert fake.lr_seen == [DragConfig().lr, 1e-3] and w.controls.fields["lr"].value == 1e-3
 
 
 def test_click_while_running_stops_the_run_first(w, fake):
