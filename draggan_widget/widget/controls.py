@@ -130,8 +130,8 @@ class DragControls(widgets.VBox):
         self.reset = _button("Reset", "refresh", "Back to the image before any drag")
 
         self.fields: dict[str, widgets.ValueWidget] = {
-            "lr": widgets.FloatLogSlider(
-                value=1.5e-2, base=10, min=-4, max=-1, step=0.05, readout_format=".1e"
+            "lr": widgets.FloatLogSlider(  # the browser snaps to the step: a fine one keeps 1.5e-2
+                value=1.5e-2, base=10, min=-4, max=-1, step=0.001, readout_format=".1e"
             ),
             "lambda_mask": widgets.FloatSlider(value=20.0, min=0, max=100, step=1),
             "hold": widgets.FloatSlider(value=4.0, min=0, max=20, step=0.5),
