@@ -8,13 +8,12 @@ A frame or an end of an older run (one stopped, then started again) is dropped.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..drag import DragSession, StepResult
 from .canvas import DragCanvas
-from .runner import DragRunner, KernelLoop, LatestFrame
+from .runner import DragRunner, KernelLoop, LatestFrame, RunIds
 
 # Called on the kernel's loop (or by a stop) when a run ends: its error, its last step, and
 # whether a stop was asked for.
@@ -48,11 +47,9 @@ class DragDriver:
     ) -> None:
         self._loop, self._canvas = loop, canvas
         self._on_frame, self._on_end = on_frame, on_end
-        self._run_id = 0
-        self._finished_id = 0
+        self._runs = RunIds()
         self._error: Optional[BaseException] = None
         self._last: Optional[StepResult] = None
-        self._lock = threading.Lock()
         self.runner = DragRunner(on_frame=self._frame_from_worker, on_done=self._done_in_worker)
         self._frames: LatestFrame[_Frame] = LatestFrame(loop, self._show_frame)
 
@@ -64,11 +61,11 @@ class DragDriver:
     @property
     def unfinished(self) -> bool:
         """The last run has not reported its end yet (it may have stopped stepping)."""
-        return self._finished_id != self._run_id
+        return self._runs.unfinished
 
     def start(self, session: DragSession) -> None:
         """Start a new run on ``session``; the caller has checked that it has points."""
-        self._run_id += 1
+        self._runs.next()
         self._error, self._last = None, None
         self.runner.start(session)
 
@@ -82,7 +79,7 @@ class DragDriver:
             return
         if not self.runner.stop(timeout):
             raise RuntimeError(f"the drag did not stop within {timeout} s")
-        self._finish(self._run_id)
+        self._finish(self._runs.current)
 
     def request_stop(self) -> bool:
         """Ask the run to stop after its step, without waiting; False if none runs."""
@@ -95,7 +92,7 @@ class DragDriver:
         """Wait for the run to end by itself and report its end; True if it did."""
         done = self.runner.join(timeout)
         if done:
-            self._finish(self._run_id)
+            self._finish(self._runs.current)
         return done
 
     def close(self) -> None:
@@ -106,11 +103,11 @@ class DragDriver:
         """Worker thread: encode the frame here, hand it to the loop (newest wins)."""
         data = None if result.image is None else self._canvas.encode(result.image)
         self._last = result
-        self._frames.put(_Frame(self._run_id, result, data))
+        self._frames.put(_Frame(self._runs.current, result, data))
 
     def _show_frame(self, frame: _Frame) -> None:
         """Kernel loop: draw the newest frame, then let the widget show its points."""
-        if frame.run_id != self._run_id:
+        if frame.run_id != self._runs.current:
             return
         if frame.data is not None:
             self._canvas.draw_frame(frame.data)
@@ -118,13 +115,11 @@ class DragDriver:
 
     def _done_in_worker(self, error: Optional[BaseException]) -> None:
         self._error = error
-        self._loop.call(self._finish, self._run_id)
+        self._loop.call(self._finish, self._runs.current)
 
     def _finish(self, run_id: int) -> None:
         """Kernel loop (or a stop): show the last frame, then report the end, once."""
-        with self._lock:
-            if run_id != self._run_id or self._finished_id == run_id:
-                return
-            self._finished_id = run_id
+        if not self._runs.finish(run_id):
+            return
         self._frames.flush()
         self._on_end(self._error, self._last, self.runner.stop_requested)

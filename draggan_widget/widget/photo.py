@@ -9,7 +9,6 @@ was stopped or superseded is dropped.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -19,7 +18,7 @@ from torch import nn
 from .. import invert
 from ..drag import DragSession
 from .controls import PHOTO_STEPS, DragControls
-from .runner import BackgroundJob, KernelLoop, LatestFrame
+from .runner import BackgroundJob, KernelLoop, LatestFrame, RunIds
 from .status import StatusBar, reporting
 
 TUNE_STEPS = 350  # pivotal-tuning steps of a photo (PTI's own choice)
@@ -74,10 +73,8 @@ class PhotoProjection:
         self._session, self._stop = session, stop
         self._on_busy, self._on_photo = on_busy, on_photo
         self.job: BackgroundJob[Any] = BackgroundJob("drag-photo")
-        self._id = 0
-        self._finished = 0
+        self._runs = RunIds()
         self._outcome: Optional[_PhotoOutcome] = None
-        self._lock = threading.Lock()
         self._steps: LatestFrame[_PhotoStep] = LatestFrame(loop, self._show_step)
         controls.upload.observe(self._on_upload, "value")
 
@@ -135,8 +132,7 @@ class PhotoProjection:
         """Project ``prepared`` into ``G`` in the worker (any run has been stopped)."""
         if not self.job.join(30.0):  # a finished job's thread may still be on its way out
             raise RuntimeError("the last photo projection has not ended yet; try again")
-        self._id += 1
-        job = self._id
+        job = self._runs.next()
         self._on_busy(True)
         self._status.show(f"projecting the photo in {steps} steps · Stop cancels it")
 
@@ -163,7 +159,7 @@ class PhotoProjection:
         """
         if not self.job.stop(timeout):
             raise RuntimeError(f"the photo projection did not stop within {timeout} s")
-        self._finish(self._id)
+        self._finish(self._runs.current)
 
     def request_stop(self) -> None:
         """Ask the projection to stop after its step, without waiting."""
@@ -174,7 +170,7 @@ class PhotoProjection:
         """Wait for the projection to end by itself and show its outcome; True if it did."""
         if not self.job.join(timeout):
             return False
-        self._finish(self._id)
+        self._finish(self._runs.current)
         return True
 
     def close(self) -> None:
@@ -195,7 +191,7 @@ class PhotoProjection:
 
     def _show_step(self, item: _PhotoStep) -> None:
         """Kernel loop: the projection's progress in the status line."""
-        if item.job != self._id or self._finished == item.job:
+        if not self._runs.live(item.job):
             return
         p = item.progress
         stage = PHOTO_STAGES.get(p.stage, p.stage)
@@ -208,10 +204,8 @@ class PhotoProjection:
     @reporting("photo")
     def _finish(self, job: int) -> None:
         """Kernel loop (or a stop, or `join`): show the photo, or why not; end being busy."""
-        with self._lock:
-            if job != self._id or self._finished == job:
-                return
-            self._finished = job
+        if not self._runs.finish(job):
+            return
         outcome = self._outcome
         assert outcome is not None and outcome.job == job, "the worker reports before it ends"
         try:

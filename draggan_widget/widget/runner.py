@@ -106,6 +106,42 @@ class KernelLoop:
             fn(*args)
 
 
+class RunIds:
+    """Numbers a unit's runs, so that each reports its end once and late news is dropped.
+
+    A run's end can be reported three ways: the worker's callback on the loop, a stop, or a
+    join; whichever comes first `finish`es it, the others find it finished. Frames and
+    progress of a run that is no longer `current` are stale.
+    """
+
+    def __init__(self) -> None:
+        self.current = 0
+        self._finished = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        """Number a new run; it is `current` from now on."""
+        self.current += 1
+        return self.current
+
+    @property
+    def unfinished(self) -> bool:
+        """The current run has not reported its end."""
+        return self._finished != self.current
+
+    def live(self, run_id: int) -> bool:
+        """``run_id`` is the current run and has not ended: its news is worth showing."""
+        return run_id == self.current and self._finished != run_id
+
+    def finish(self, run_id: int) -> bool:
+        """Mark ``run_id`` ended; True only the first time, and only for the current run."""
+        with self._lock:
+            if not self.live(run_id):
+                return False
+            self._finished = run_id
+            return True
+
+
 class LatestFrame(Generic[T]):
     """A one-slot buffer between the worker and the loop: the newest item wins.
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 from widget_fakes import TIMEOUT, FakeSession
 
-from draggan_widget.widget.runner import DragRunner, KernelLoop, LatestFrame
+from draggan_widget.widget.runner import DragRunner, KernelLoop, LatestFrame, RunIds
 
 
 class Recorder:
@@ -187,3 +187,26 @@ def test_runner_frames_count_matches_steps(n):
     runner.start(s)
     assert runner.join(TIMEOUT)
     assert [r.step for r in rec.frames] == list(range(1, n + 1))
+
+
+def test_run_ids_let_each_run_end_once_and_drop_an_old_runs_news():
+    runs = RunIds()
+    first = runs.next()
+    assert runs.unfinished and runs.live(first)
+    assert runs.finish(first) and not runs.finish(first)  # a stop, then the worker's callback
+    assert not runs.unfinished and not runs.live(first)
+    second = runs.next()
+    assert not runs.finish(first) and not runs.live(first)  # the old run's late end
+    assert runs.live(second) and runs.finish(second)
+
+
+def test_run_ids_finish_once_under_racing_threads():
+    runs = RunIds()
+    run = runs.next()
+    wins = []
+    threads = [threading.Thread(target=lambda: wins.append(runs.finish(run))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert wins.count(True) == 1
