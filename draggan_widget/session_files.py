@@ -36,7 +36,7 @@ from torch import Tensor
 
 from . import __version__
 from .drag import DragConfig, DragSession
-from .drag.config import REMOVED_FIELDS
+from .drag.config import ADDED_FIELDS, REMOVED_FIELDS
 from .gan.formats import WeightsFileError, load_generator, save_generator
 from .gan.formats.safe_pickle import torch_load_weights_only
 from .gan.registry import DownloadError
@@ -354,7 +354,7 @@ def _config(json_path: Path, fields: Any) -> DragConfig:
                 f"{name} (it measured no better than off and was removed); set it to "
                 f"{neutral!r} in the file to load the session without it"
             )
-    fields = {k: v for k, v in fields.items() if k not in REMOVED_FIELDS}
+    fields = {**ADDED_FIELDS, **{k: v for k, v in fields.items() if k not in REMOVED_FIELDS}}
     known = {k: v for k, v in fields.items() if k in DragConfig.__dataclass_fields__}
     unknown = sorted(set(fields) - set(known))
     if unknown:

@@ -236,6 +236,15 @@ def test_a_removed_field_at_its_neutral_value_still_loads(G, session, tmp_path: 
     assert load_session(out, G, device="cpu").config == session.config
 
 
+def test_a_session_saved_before_the_hold_existed_drags_without_it(
+    G, session, tmp_path: Path
+) -> None:
+    out = save_session(session, tmp_path / "old.json", model="tiny")
+    config = {k: v for k, v in json.loads(out.read_text())["config"].items() if k != "hold"}
+    _rewrite(out, config=config)
+    assert DragConfig().hold > 0 and load_session(out, G, device="cpu").config.hold == 0.0
+
+
 @pytest.mark.parametrize(("name", "value"), [("slow_down", 3.0), ("track_res", 64)])
 def test_a_removed_field_that_was_on_is_refused_with_what_to_do(
     G, session, tmp_path: Path, name: str, value: object

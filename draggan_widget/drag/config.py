@@ -18,6 +18,9 @@ Precision = Literal["auto", "float32", "bfloat16", "float16"]
 # Fields that existed and were measured no better than off (bench/README.md, tried and not
 # kept), with their neutral values: a session file that sets one to it still loads.
 REMOVED_FIELDS: dict[str, Any] = {"slow_down": 0.0, "template_momentum": 0.0, "track_res": None}
+# Fields added since session files were first written, with the value that reproduces a file
+# saved before them: such a session drags on as it did (a new default would change it).
+ADDED_FIELDS: dict[str, Any] = {"hold": 0.0}
 PAPER_RES = 512  # the paper's radii are image pixels of a 512-px model
 MIN_R1_PX = 1.5  # smallest supervision disc: the 3x3 pixels around a handle
 MIN_R2_PX = 3.0  # smallest tracking window: a handle moves about 1 px per step
