@@ -57,6 +57,10 @@ class Metric:
     median: bool = False
     masked: Optional[bool] = None
 
+    def statistic(self, values: np.ndarray, axis: Optional[int] = None) -> np.ndarray:
+        """The tasks' median or mean, whichever this column compares (NaN tasks left out)."""
+        return (np.nanmedian if self.median else np.nanmean)(values, axis=axis)
+
     def applies(self, masked: bool) -> bool:
         """Whether this column's goal is one a pool of masked (or unmasked) drags has."""
         return self.goal is not None and self.masked in (None, masked)
@@ -152,8 +156,7 @@ def paired(report: dict[str, Any], presets: Sequence[str] = PRESETS) -> dict[str
 def compare(metric: Metric, paper: np.ndarray, ours: np.ndarray, axis: int = -1) -> np.ndarray:
     """Ours against the paper over tasks (the last axis): difference, ratio or ours' level,
     of means or medians."""
-    statistic = np.nanmedian if metric.median else np.nanmean
-    a, b = statistic(paper, axis=axis), statistic(ours, axis=axis)
+    a, b = metric.statistic(paper, axis), metric.statistic(ours, axis)
     if metric.compare == "level":
         return b
     if metric.compare == "difference":
@@ -227,10 +230,9 @@ def pool(
     for m in metrics:
         paper, ours = values[m.field]
         boot = compare(m, paper[pooled_idx], ours[pooled_idx])
-        statistic = np.nanmedian if m.median else np.nanmean
         pooled[m.label] = {
-            "paper": float(statistic(paper)),
-            "ours": float(statistic(ours)),
+            "paper": float(m.statistic(paper)),
+            "ours": float(m.statistic(ours)),
             "compare": m.compare,
             "value": float(compare(m, paper, ours)),
             "interval": [float(q) for q in np.nanpercentile(boot, [2.5, 97.5])],
