@@ -4,8 +4,9 @@ A saved session is two or three files next to each other::
 
     edit.json                    what a person can read and diff: model (id and a sha256 of
                                  its weights), config, points, mask (run-length), seed
-    edit.latents.pt              the latent, ``torch.save`` of plain tensors, read back with
-                                 ``torch.load(weights_only=True)``: loading runs no code
+    edit.latents.pt              the latent and the feature warp masked drags made (when
+                                 they made one), ``torch.save`` of plain tensors, read back
+                                 with ``torch.load(weights_only=True)``: loading runs no code
     edit.generator.safetensors   only with ``generator="embed"``: the generator itself, for
                                  a pivotally tuned copy that exists nowhere else
 
@@ -289,7 +290,11 @@ def save_session(
     targets = [latents_path] + ([gen_path] if generator == "embed" else []) + [json_path]
     temps = {target: _temporary(target) for target in targets}
     try:
-        torch.save({"ws": session.ws.detach().cpu()}, temps[latents_path])
+        warp = session.feature_warp
+        arrays = {"ws": session.ws.detach().cpu()}
+        if warp is not None:
+            arrays["feature_warp"] = warp.cpu()
+        torch.save(arrays, temps[latents_path])
         files: dict[str, Any] = {
             "latents": {"name": latents_path.name, "sha256": _file_sha256(temps[latents_path])}
         }
@@ -465,7 +470,8 @@ def load_session(
     on_mismatch: OnMismatch = "error",
     allow_download: bool = False,
 ) -> DragSession:
-    """Load a session saved by `save_session`: latent, points, mask, config and seed.
+    """Load a session saved by `save_session`: latent, feature warp, points, mask, config
+    and seed.
 
     Everything is read and checked before the session is built, so a bad file raises and
     nothing is half loaded. The loaded session starts a fresh history: its current latent
@@ -529,13 +535,13 @@ def _load_session(
     )
     mask = _mask(json_path, doc.get("mask"), G)
     try:
-        ws = _latent_shape(
-            _pick(_read_latent_file(latents_path), str(latents_path)), str(latents_path), G
-        )
+        arrays = _read_latent_file(latents_path)
+        ws = _latent_shape(_pick(arrays, str(latents_path)), str(latents_path), G)
     except ValueError as exc:
         raise SessionFileError(str(exc)) from exc
+    warp = arrays.get("feature_warp") if isinstance(arrays, dict) else None
     try:
-        session = DragSession(G, w=ws, config=config, device=device)
+        session = DragSession(G, w=ws, config=config, device=device, feature_warp=warp)
         session.set_points(handles, targets)
         session.set_mask(mask)
     except ValueError as exc:

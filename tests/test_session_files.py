@@ -253,3 +253,45 @@ def test_a_removed_field_that_was_on_is_refused_with_what_to_do(
     _rewrite(out, config={**json.loads(out.read_text())["config"], name: value})
     with pytest.raises(SessionFileError, match=f"config.{name} = .*was removed.*set it to"):
         load_session(out, G, device="cpu")
+
+
+# ------------------------------------------------ the feature warp of masked drags
+
+
+def _warped(G) -> DragSession:
+    s = DragSession(G, seed=3, config=DragConfig(lr=1e-6, warp=0.35), device="cpu")
+    mask = np.zeros((32, 32), bool)
+    mask[8:26, 6:24] = True
+    s.set_points([(10.5, 16.5)], [(16.5, 16.5)])
+    s.set_mask(mask)
+    s.run(20)
+    assert s.feature_warp is not None
+    return s
+
+
+def test_a_masked_drag_s_warp_is_saved_and_loads_to_the_same_image(G, tmp_path: Path) -> None:
+    s = _warped(G)
+    t = load_session(save_session(s, tmp_path / "warped.json", model="tiny"), G, device="cpu")
+    assert torch.equal(t.feature_warp, s.feature_warp)
+    assert np.array_equal(t.image(), s.image())
+
+
+def test_a_warp_that_fits_no_block_is_a_session_file_error(G, tmp_path: Path) -> None:
+    s = _warped(G)
+    out = save_session(s, tmp_path / "warped.json", model="tiny")
+    latents = tmp_path / "warped.latents.pt"
+    torch.save({"ws": s.ws, "feature_warp": torch.zeros(1, 2, 5, 5)}, latents)
+    digest = hashlib.sha256(latents.read_bytes()).hexdigest()
+    doc = json.loads(out.read_text())
+    _rewrite(out, files={**doc["files"], "latents": {**doc["files"]["latents"], "sha256": digest}})
+    with pytest.raises(SessionFileError, match="feature warp fits no feature block"):
+        load_session(out, G, device="cpu")
+
+
+def test_a_session_saved_before_the_warp_existed_drags_without_it(
+    G, session, tmp_path: Path
+) -> None:
+    out = save_session(session, tmp_path / "old.json", model="tiny")
+    config = {k: v for k, v in json.loads(out.read_text())["config"].items() if k != "warp"}
+    _rewrite(out, config=config)
+    assert DragConfig().warp > 0 and load_session(out, G, device="cpu").config.warp == 0.0

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import Callable, NamedTuple, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from .supervision import (
     shift_vectors,
 )
 from .tracking import patch_offsets, track_points
+from .warp import smooth_field, warp_state
 
 Point = tuple[float, float]
 OUTSIDE_REGION = "is outside the painted region: it cannot move unless the region includes it"
@@ -78,6 +79,7 @@ class _Snapshot:
     handles: list[Point]
     targets: list[Point]
     origins: list[Point]  # where each handle was placed, before drags moved it
+    feature_warp: Optional[Tensor]
 
 
 class _DragKey(NamedTuple):
@@ -88,6 +90,7 @@ class _DragKey(NamedTuple):
     """
 
     w_plus: bool
+    warp: bool  # a masked drag also optimises a feature warp (`DragConfig.warp` > 0)
     n_opt: int  # style vectors optimised
     feature_side: int  # supervised and tracked feature map
     track_patch: int  # feature cells a side the tracker compares
@@ -98,7 +101,8 @@ class _DragKey(NamedTuple):
         res = G.img_resolution
         n_opt = min(cfg.n_opt_ws, G.num_ws)
         precision = resolve_precision(cfg.precision, device)
-        return cls(cfg.w_plus, n_opt, cfg.feature_side(res), cfg.track_patch, precision)
+        side = cfg.feature_side(res)
+        return cls(cfg.w_plus, cfg.warp > 0, n_opt, side, cfg.track_patch, precision)
 
     def patch(self, img_resolution: int, device: torch.device) -> Optional[Tensor]:
         """The tracker's `patch_offsets`, or None when it compares single features."""
@@ -121,6 +125,9 @@ class _Drag:
     optimizer: torch.optim.Optimizer
     arrived: Tensor  # [K] bool: handles that reached their target and rest (see `settle`)
     start: Tensor  # [K, 2] the handles when the drag started (see `anchor`)
+    base_warp: Optional[Tensor]  # [1, 2, h, w] the session's feature warp when it started
+    warp: Optional[Tensor]  # [1, 2, h, w] the warp variable of a masked drag, requires grad
+    warp_region: Optional[Tensor]  # [1, 1, h, w] where the warp variable may move things
     trace: list[StepResult] = field(default_factory=list)
     frame_stride: int = 1  # the trace keeps the frame of every frame_stride-th step
 
@@ -128,6 +135,16 @@ class _Drag:
         k = self.key
         head = self.param if k.w_plus else self.param.expand(-1, k.n_opt, -1)
         return torch.cat([head, self.fixed], dim=1)
+
+    def feature_warp(self) -> Optional[Tensor]:
+        """The warp the features are drawn with: the session's, plus this drag's."""
+        if self.warp is None:
+            return self.base_warp
+        moved = smooth_field(self.warp) * self.warp_region
+        return moved if self.base_warp is None else self.base_warp + moved
+
+    def variables(self) -> list[Tensor]:
+        return [self.param] if self.warp is None else [self.param, self.warp]
 
 
 def pick_device(device: Union[str, torch.device, None] = None) -> torch.device:
@@ -166,6 +183,8 @@ class DragSession:
         config: hyperparameters; edited in place between steps if you like.
         device: None picks CUDA, then MPS, then CPU. The generator is moved there.
         c: class label ``[1, c_dim]`` for conditional generators (default: class 0).
+        feature_warp: start from this feature warp too (`feature_warp`), as a saved
+            session does; needs ``w``.
     """
 
     frame_budget: Optional[int] = 256 << 20
@@ -179,6 +198,7 @@ class DragSession:
         config: Optional[DragConfig] = None,
         device: Union[str, torch.device, None] = None,
         c: Optional[Tensor] = None,
+        feature_warp: Optional[Tensor] = None,
     ) -> None:
         self.config = config if config is not None else DragConfig()
         self.device = pick_device(device)
@@ -197,11 +217,15 @@ class DragSession:
         self.step_count = 0
         self.seed: Optional[int] = None
         if w is None:
+            if feature_warp is not None:
+                raise ValueError("a feature_warp belongs to a latent: pass w as well")
             self.seed = self.config.seed if seed is None else seed
             self._ws = self._ws_from_seed(self.seed)
         else:
             self._ws = self._check_latent(w)
         self._ws_initial = self._ws.clone()
+        self._warp = None if feature_warp is None else self._check_warp(feature_warp)
+        self._warp_initial = self._warp
 
     # ----------------------------------------------------------------- latents
 
@@ -239,11 +263,41 @@ class DragSession:
             raise ValueError("latent contains NaN or infinity")
         return w.detach().clone().to(self.device)
 
+    def _check_warp(self, field: Tensor) -> Tensor:
+        """A feature warp checked against this generator: ``[1, 2, h, w]`` at one of its
+        feature blocks, finite."""
+        field = torch.as_tensor(field, dtype=torch.float32)
+        if field.ndim != 4 or tuple(field.shape[:2]) != (1, 2):
+            raise ValueError(f"a feature warp must be [1, 2, h, w], got {list(field.shape)}")
+        if not torch.isfinite(field).all():
+            raise ValueError("the feature warp contains NaN or infinity")
+        field = field.to(self.device)
+        try:
+            with torch.no_grad():
+                block = self.G.synthesis.begin(self._ws, until_res=field.shape[-2]).x
+        except ValueError as exc:
+            message = f"the feature warp fits no feature block of this generator: {exc}"
+            raise ValueError(message) from exc
+        if block.shape[-2:] != field.shape[-2:]:
+            raise ValueError(
+                f"a feature warp of {list(field.shape[-2:])} cells does not fit this "
+                f"generator's block of {list(block.shape[-2:])}"
+            )
+        return field.clone()
+
     @property
     def ws(self) -> Tensor:
         """The current latent, ``[1, num_ws, w_dim]`` (a copy)."""
         with self._lock:
             return self._ws.clone()
+
+    @property
+    def feature_warp(self) -> Optional[Tensor]:
+        """What masked drags moved with the feature warp (`DragConfig.warp`): ``[1, 2, h, w]``
+        image px at the block of side ``h``, the value shown at ``p`` taken from ``p + field``;
+        None where no drag warped (a copy). The image is the latent's, drawn through it."""
+        with self._lock:
+            return None if self._warp is None else self._warp.clone()
 
     def set_seed(self, seed: int) -> None:
         """Start over from a new image: the seed's latent, no points, no history."""
@@ -260,6 +314,7 @@ class DragSession:
 
     def _start_over(self, ws: Tensor) -> None:
         self._ws, self._ws_initial = ws, ws.clone()
+        self._warp = self._warp_initial = None
         self._handles, self._targets, self._origins = [], [], []
         self._undo.clear()
         self._redo.clear()
@@ -402,35 +457,73 @@ class DragSession:
         """The step's arithmetic: autocast to the resolved low precision, none in float32."""
         return autocast(self.arithmetic, self.device)
 
-    def _features(self, ws: Tensor, side: int) -> SynthesisState:
+    def _features(
+        self, ws: Tensor, side: int, feature_warp: Optional[Tensor] = None
+    ) -> SynthesisState:
         """Synthesis up to the feature block, in the configured precision; float32 out.
 
         The reference features and every step's use the same precision, so the fixed-region
-        loss compares like with like.
+        loss compares like with like. A ``feature_warp`` applies at its own block, which must
+        not come after the feature block (`_warp_side`).
         """
+        at = side if feature_warp is None else feature_warp.shape[-2]
         with self._precision():
-            state = self.G.synthesis.begin(ws, until_res=side, noise_mode="const", force_fp32=True)
+            state = self.G.synthesis.begin(ws, until_res=at, noise_mode="const", force_fp32=True)
         # _replace, not a new SynthesisState: a StyleGAN3 state carries more fields
+        state = state._replace(x=state.x.float(), img=state.img.float())
+        if feature_warp is None:
+            return state
+        state = warp_state(state, feature_warp, self.shape)
+        if side == at:
+            return state
+        with self._precision():
+            state = self.G.synthesis.advance(ws, state, until_res=side, force_fp32=True)
         return state._replace(x=state.x.float(), img=state.img.float())
+
+    def _warp_side(self, side: int) -> int:
+        """The block a drag's warp applies at: the session's warp's, else the feature block.
+
+        Raises:
+            ValueError: the session's warp lies past the feature block ``side``.
+        """
+        if self._warp is None:
+            return side
+        at = self._warp.shape[-2]
+        if at > side:
+            raise ValueError(
+                f"this image holds a feature warp at the {at}-px block, after the {side}-px "
+                f"block that feature_res={self.config.feature_res} supervises, which cannot "
+                f"see it: set feature_res to {at} or more, or reset"
+            )
+        return at
 
     def _start_drag(self) -> _Drag:
         cfg = self.config
         key = _DragKey.of(cfg, self.G, self.device)
-        ws = self._ws
+        ws, base_warp = self._ws, self._warp
+        self._warp_side(key.feature_side)  # raises when the feature block cannot see the warp
         with torch.no_grad():
-            state = self._features(ws, key.feature_side)
+            state = self._features(ws, key.feature_side, base_warp)
             handles = torch.tensor(self._handles, dtype=torch.float32, device=self.device)
             templates = self._sample_templates(
                 state.x, handles, key.patch(self.resolution, self.device)
             )
         n_opt = key.n_opt
         param = (ws[:, :n_opt] if key.w_plus else ws[:, :1]).clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([param], lr=cfg.lr)
+        groups: list[dict[str, Any]] = [{"params": [param], "lr": cfg.lr}]
+        warp = region = None
+        if key.warp and self._mask is not None:
+            hw = state.x.shape[-2:] if base_warp is None else base_warp.shape[-2:]
+            warp = torch.zeros(1, 2, *hw, device=self.device, requires_grad=True)
+            region = downsample_mask(torch.from_numpy(self._mask).to(self.device), hw)
+            groups.append({"params": [warp], "lr": cfg.warp})
+        optimizer = torch.optim.Adam(groups)
         arrived = torch.zeros(len(handles), dtype=torch.bool, device=self.device)
         fixed = ws[:, n_opt:].clone()
         editable = self._editable(handles, state.x.shape[-2:])
         return _Drag(
-            param, fixed, key, state.x, state.img, editable, templates, optimizer, arrived, handles
+            *(param, fixed, key, state.x, state.img, editable, templates, optimizer, arrived),
+            *(handles, base_warp, warp, region),
         )
 
     def _editable(self, handles: Tensor, hw: tuple[int, int]) -> Tensor:
@@ -481,8 +574,8 @@ class DragSession:
                     ws = sup.ws.detach()
                     image = to_uint8(self.G.synthesis.finish(ws, sup.state, force_fp32=True))
             if not sup.done:
-                for group in drag.optimizer.param_groups:
-                    group["lr"] = cfg.lr
+                for group, lr in zip(drag.optimizer.param_groups, (cfg.lr, cfg.warp)):
+                    group["lr"] = lr
                 drag.optimizer.step()
             if is_new:  # an undo point: the state before this drag
                 self._undo.append(self._snapshot())
@@ -490,6 +583,8 @@ class DragSession:
             drag.arrived = sup.arrived
             self._drag = drag
             self._ws = drag.ws().detach().clone()
+            warp = drag.feature_warp()
+            self._warp = None if warp is None else warp.detach().clone()
             self._handles = list(sup.points)
             self.step_count += 1
             result = StepResult(
@@ -545,7 +640,7 @@ class DragSession:
         drag.optimizer.zero_grad(set_to_none=True)
         with torch.enable_grad():
             ws = drag.ws()
-            state = self._features(ws, drag.key.feature_side)
+            state = self._features(ws, drag.key.feature_side, drag.feature_warp())
             with torch.no_grad():
                 handles, _ = track_points(
                     state.x,
@@ -565,8 +660,11 @@ class DragSession:
                 loss.backward()
             else:  # float16: scaled so that small gradients do not flush to zero
                 (loss * factor).backward()
-                drag.param.grad.div_(factor)
-        finite = torch.isfinite(drag.param.grad).all() & torch.isfinite(loss)
+                for variable in drag.variables():
+                    variable.grad.div_(factor)
+        finite = torch.isfinite(loss)
+        for variable in drag.variables():
+            finite = finite & torch.isfinite(variable.grad).all()
         k = len(handles)
         flat = torch.cat(
             [handles.reshape(-1), dist, arrived.float(), loss.detach().reshape(1), finite[None]]
@@ -680,8 +778,13 @@ class DragSession:
     def image(self) -> np.ndarray:
         """The current latent's image, uint8 ``H x W x 3``."""
         with self._lock, torch.no_grad():
-            img = self.G.synthesis(self._ws, noise_mode="const", force_fp32=True)
-            return to_uint8(img)
+            if self._warp is None:
+                img = self.G.synthesis(self._ws, noise_mode="const", force_fp32=True)
+                return to_uint8(img)
+            synthesis = self.G.synthesis
+            state = synthesis.begin(self._ws, until_res=self._warp.shape[-2], force_fp32=True)
+            state = warp_state(state, self._warp, self.shape)
+            return to_uint8(synthesis.finish(self._ws, state, force_fp32=True))
 
     # ----------------------------------------------------------------- history
 
@@ -697,13 +800,15 @@ class DragSession:
 
     def _snapshot(self) -> _Snapshot:
         return _Snapshot(
-            self._ws.clone(), list(self._handles), list(self._targets), list(self._origins)
+            *(self._ws.clone(), list(self._handles), list(self._targets), list(self._origins)),
+            self._warp,  # never written in place: a step makes a new one
         )
 
     def _restore(self, snap: _Snapshot) -> None:
         self._ws = snap.ws.clone()
         self._handles, self._targets = list(snap.handles), list(snap.targets)
         self._origins = list(snap.origins)
+        self._warp = snap.feature_warp
         self._drag = None
 
     def undo(self) -> bool:
@@ -735,7 +840,8 @@ class DragSession:
             self._undo.append(self._snapshot())
             self._redo.clear()
             origins = list(self._origins)
-            self._restore(_Snapshot(self._ws_initial, origins, list(self._targets), origins))
+            initial = (self._ws_initial, origins, list(self._targets), origins)
+            self._restore(_Snapshot(*initial, self._warp_initial))
             self.step_count = 0
 
 

@@ -28,6 +28,7 @@ PANEL_MAX_WIDTH = "400px"
 CONFIG_FIELDS = (
     "lr",
     "lambda_mask",
+    "warp",
     "hold",
     "r1",
     "r2",
@@ -133,7 +134,8 @@ class DragControls(widgets.VBox):
             "lr": widgets.FloatLogSlider(  # the browser snaps to the step: a fine one keeps 1.5e-2
                 value=1.5e-2, base=10, min=-4, max=-1, step=0.001, readout_format=".1e"
             ),
-            "lambda_mask": widgets.FloatSlider(value=20.0, min=0, max=100, step=1),
+            "lambda_mask": widgets.FloatSlider(value=60.0, min=0, max=200, step=1),
+            "warp": widgets.FloatSlider(value=0.2, min=0, max=2, step=0.05),
             "hold": widgets.FloatSlider(value=4.0, min=0, max=20, step=0.5),
             "r1": widgets.FloatSlider(value=3.0, min=0.5, max=32, step=0.5),
             "r2": widgets.FloatSlider(value=12.0, min=1, max=64, step=0.5),
@@ -161,6 +163,10 @@ class DragControls(widgets.VBox):
         labels = {
             "lr": ("learning rate", "Adam step size on the latent (paper: 2e-3 faces)"),
             "lambda_mask": ("λ mask", "weight of keeping the unmasked region fixed"),
+            "warp": (
+                "warp in mask",
+                "mask painted: px per step the painted region's content may be warped; 0 = off",
+            ),
             "hold": (
                 "hold far",
                 "no mask painted: how firmly what lies far from the points stays; 0 = off",

@@ -180,3 +180,19 @@ def test_a_forty_step_drag_moves_the_handle_a_third_of_the_way(fixture, one_thre
     start = math.dist(handle, target)
     assert result.distances[0] <= start * 2 / 3, f"{start:.1f} px -> {result.distances[0]:.1f} px"
     assert s.image().shape == (G.img_height, G.img_width, 3)
+
+
+def test_a_masked_drag_warps_the_layer_the_next_one_reads(fixture, one_thread):
+    """StyleGAN3's next layer reads the margin-framed output, not the cropped features: the
+    warp must move that, or the image would not change."""
+    G, _ = fixture
+    mask = torch.zeros(32, 32, dtype=torch.bool)
+    mask[6:26, 6:28] = True
+    s = DragSession(G, seed=1, config=DragConfig(lr=1e-6, warp=0.35), device="cpu")
+    before = s.image().astype(int)
+    s.set_points([(12.0, 16.0)], [(20.0, 16.0)])
+    s.set_mask(mask.numpy())
+    result = s.run(40)
+    assert result.distances[0] < 8.0 * 2 / 3 and s.feature_warp is not None
+    change = abs(s.image().astype(int) - before)
+    assert change[mask.numpy()].mean() > 3 * change[~mask.numpy()].mean()
