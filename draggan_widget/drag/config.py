@@ -121,10 +121,12 @@ class DragConfig:
     may change the whole image. On 120 random drags of the bundled model it keeps the far
     image at 34 dB instead of 18, and 0.20 of them land against the paper's 0.05."""
     warp: float = 0.2
-    """Masked drags: Adam step size, in image px, of a warp of the feature block that moves
-    what lies inside the painted region (`drag.warp`); 0 = off (paper): only the latent
-    moves, and under a mask little lands. Chosen on 24 masked random drags of the bundled
-    model (seed 101): 0.62 land by the image check at 38 dB outside the mask, against 0.04."""
+    """Local drags (a mask painted, or `hold` > 0 without one): Adam step size, in image px,
+    of a warp of the feature block that moves what lies inside the region the drag may
+    change (the mask, or what the hold leaves free; `drag.warp`). 0 = off (paper): only the
+    latent moves, and under a mask little lands. Chosen on 24 masked random drags of the
+    bundled model (seed 101): 0.62 land by the image check at 38 dB outside the mask,
+    against 0.04 without."""
     mask_image: bool = True
     """The mask term also holds the coarse image the blocks up to the feature block have
     drawn (a 'skip' generator sums every block's RGB), not the features alone (paper: False)."""

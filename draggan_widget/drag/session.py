@@ -90,19 +90,20 @@ class _DragKey(NamedTuple):
     """
 
     w_plus: bool
-    warp: bool  # a masked drag also optimises a feature warp (`DragConfig.warp` > 0)
+    warp: bool  # a local drag (masked, or held) also optimises a feature warp
     n_opt: int  # style vectors optimised
     feature_side: int  # supervised and tracked feature map
     track_patch: int  # feature cells a side the tracker compares
     precision: str  # resolved: 'float32', 'bfloat16' or 'float16', never 'auto'
 
     @classmethod
-    def of(cls, cfg: DragConfig, G: Generator, device: torch.device) -> _DragKey:
+    def of(cls, cfg: DragConfig, G: Generator, device: torch.device, *, masked: bool) -> _DragKey:
         res = G.img_resolution
         n_opt = min(cfg.n_opt_ws, G.num_ws)
         precision = resolve_precision(cfg.precision, device)
         side = cfg.feature_side(res)
-        return cls(cfg.w_plus, cfg.warp > 0, n_opt, side, cfg.track_patch, precision)
+        warp = cfg.warp > 0 and (masked or cfg.hold > 0)
+        return cls(cfg.w_plus, warp, n_opt, side, cfg.track_patch, precision)
 
     def patch(self, img_resolution: int, device: torch.device) -> Optional[Tensor]:
         """The tracker's `patch_offsets`, or None when it compares single features."""
@@ -499,7 +500,7 @@ class DragSession:
 
     def _start_drag(self) -> _Drag:
         cfg = self.config
-        key = _DragKey.of(cfg, self.G, self.device)
+        key = _DragKey.of(cfg, self.G, self.device, masked=self._mask is not None)
         ws, base_warp = self._ws, self._warp
         self._warp_side(key.feature_side)  # raises when the feature block cannot see the warp
         with torch.no_grad():
@@ -512,10 +513,10 @@ class DragSession:
         param = (ws[:, :n_opt] if key.w_plus else ws[:, :1]).clone().requires_grad_(True)
         groups: list[dict[str, Any]] = [{"params": [param], "lr": cfg.lr}]
         warp = region = None
-        if key.warp and self._mask is not None:
+        if key.warp:
             hw = state.x.shape[-2:] if base_warp is None else base_warp.shape[-2:]
             warp = torch.zeros(1, 2, *hw, device=self.device, requires_grad=True)
-            region = downsample_mask(torch.from_numpy(self._mask).to(self.device), hw)
+            region = self._editable(handles, hw)
             groups.append({"params": [warp], "lr": cfg.warp})
         optimizer = torch.optim.Adam(groups)
         arrived = torch.zeros(len(handles), dtype=torch.bool, device=self.device)
@@ -541,7 +542,9 @@ class DragSession:
         """The drag in progress, or a new one after any edit; True when it is new."""
         cfg = self.config
         drag = self._drag
-        is_new = drag is None or drag.key != _DragKey.of(cfg, self.G, self.device)
+        is_new = drag is None or drag.key != _DragKey.of(
+            cfg, self.G, self.device, masked=self._mask is not None
+        )
         if is_new:  # the first step, or the optimised variables or their features changed
             drag = self._start_drag()
         return drag, is_new

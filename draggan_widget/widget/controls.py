@@ -164,8 +164,8 @@ class DragControls(widgets.VBox):
             "lr": ("learning rate", "Adam step size on the latent (paper: 2e-3 faces)"),
             "lambda_mask": ("λ mask", "weight of keeping the unmasked region fixed"),
             "warp": (
-                "warp in mask",
-                "mask painted: px per step the painted region's content may be warped; 0 = off",
+                "warp",
+                "px per step the content near the points (or in the mask) may be warped; 0 = off",
             ),
             "hold": (
                 "hold far",

@@ -74,12 +74,22 @@ def test_a_masked_drag_moves_the_handle_with_the_warp_and_leaves_the_rest(G64):
     assert change[~margin].max() <= 2 and change[MASK].mean() > 2
 
 
-def test_without_a_mask_or_with_warp_0_no_warp_is_made(G64):
-    s = session(G64, warp=0.0)
-    s.run(max_steps=5)
-    assert s.feature_warp is None
-    s = session(G64)
+def test_an_unmasked_drag_warps_only_what_the_hold_leaves_free(G64):
+    s = session(G64, hold=4.0)
     s.set_mask(None)
+    s.run(max_steps=20)
+    field = s.feature_warp
+    assert field is not None and field.abs().max().item() > 0.5
+    far = torch.zeros(32, 32, dtype=torch.bool)  # cells over a quarter side from the path
+    far[:5], far[27:] = True, True
+    assert field[..., far].abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("changes", [{"warp": 0.0}, {"hold": 0.0, "mask": None}])
+def test_no_warp_is_made_when_off_or_when_nothing_is_held(G64, changes):
+    s = session(G64, **{k: v for k, v in changes.items() if k != "mask"})
+    if "mask" in changes:
+        s.set_mask(None)  # and hold 0: the drag may change everything, the paper's way
     s.run(max_steps=5)
     assert s.feature_warp is None
     assert DragConfig.paper().warp == 0.0
