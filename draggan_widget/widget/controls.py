@@ -270,7 +270,7 @@ class DragControls(widgets.VBox):
 
         f = self.fields
         drag_box = _tab(
-            [f[n] for n in ("lr", "lambda_mask", "hold", "r1", "r2", "max_steps")]
+            [f[n] for n in ("lr", "lambda_mask", "warp", "hold", "r1", "r2", "max_steps")]
             + [f["w_plus"], f["n_opt_ws"], f["stop_distance"], f["precision"]]
         )
         image_box = _tab(

@@ -97,3 +97,22 @@ def test_a_40_step_drag_on_a_portrait_moves_the_handle_a_third_of_the_way(portra
     assert frames[-1].points[0][0] > handle[0] + start / 3  # it went along x, the width
     assert all(f.image.shape == (h, h // 2, 3) for f in frames)
     assert s.image().shape == (h, h // 2, 3)
+
+
+def test_a_masked_drag_on_a_portrait_warps_along_its_width_and_height(portrait):
+    """The feature warp's field is the block's h x w, and its x moves along the width."""
+    mask = np.zeros((64, 32), bool)
+    mask[20:48, 4:28] = True
+    s = DragSession(portrait, seed=3, config=DragConfig(lr=1e-6), device="cpu")
+    before = s.image().astype(int)
+    s.set_points([(12.5, 34.5)], [(18.5, 34.5)])
+    s.set_mask(mask)
+    result = s.run(60)
+    field = s.feature_warp
+    assert result.done and field.shape == (1, 2, 32, 16)
+    dx, dy = field[0, 0].sum().item(), field[0, 1].sum().item()
+    assert dx < -2 * abs(dy)  # content drawn from the left: a move to the right
+    after = s.image()
+    assert after.shape == (64, 32, 3)
+    change = np.abs(after.astype(int) - before)
+    assert change[mask].mean() > 4 * change[~mask].mean()

@@ -260,6 +260,17 @@ def test_config_set_in_code_moves_the_control_and_reaches_the_session(w, fake):
     assert w.controls.fields["precision"].value == "bfloat16"
 
 
+def _descendants(widget) -> list:
+    children = list(getattr(widget, "children", ()))
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def test_every_config_control_is_on_the_panel(w):
+    shown = {id(d) for d in _descendants(w.controls)}
+    missing = [name for name, field in w.controls.fields.items() if id(field) not in shown]
+    assert not missing, f"controls made but not placed: {missing}"
+
+
 def test_control_edit_reaches_the_session_config(w, fake):
     w.controls.fields["lambda_mask"].value = 5.0
     w.controls.fields["n_opt_ws"].value = 4

@@ -285,34 +285,34 @@ def test_drag_in_jupyterlab(lab):
 
             before = page.evaluate(IMAGE_SUM_JS)
             button("Start").click()
-            page.wait_for_function(
-                f"() => /step (\\d\\d+)/.test(({STATUS_JS})())"  # ten steps at least
+            page.wait_for_function(  # the bundled model's eye closes inside the painted region
+                f"() => {{ const s = ({STATUS_JS})(), m = s.match(/step (\\d+)/);"
+                " return s.startsWith('arrived') || (m && +m[1] > 150); }",
+                timeout=4 * TIMEOUT_MS,
             )
+            assert page.evaluate(IMAGE_SUM_JS) != before  # the frames reached the canvas
+            if DEFAULT_MODEL.exists():  # the e2e test asserts how close; here, that it lands
+                assert status().startswith("arrived"), status()
+            else:  # a random generator's content may never arrive
+                button("Stop").click()
+                page.wait_for_function(f"() => ({STATUS_JS})().startsWith('stopped')")
+            page.screenshot(path=str(ARTIFACTS / "widget_browser.png"), full_page=False)
+
+            # Stop, mid-drag: a second pair, far from its target, with no mask
+            button("Clear mask").click()
+            page.get_by_role("button", name="Points", exact=True).click()
+            page.mouse.click(*at(8 * 10, 8 * 54))
+            page.mouse.click(*at(8 * 54, 8 * 54))
+            page.wait_for_function(f"() => ({STATUS_JS})().startsWith('2 point pairs')")
             first = _step(status())
+            button("Start").click()
             page.wait_for_function(
                 f"() => {{ const m = ({STATUS_JS})().match(/step (\\d+)/);"
-                f" return m && +m[1] > {first}; }}"
+                f" return m && +m[1] > {first + 2}; }}"
             )
-            assert _step(status()) > first
-            after = page.evaluate(IMAGE_SUM_JS)
-            assert after != before  # the frames reached the canvas
-
             button("Stop").click()
             page.wait_for_function(f"() => ({STATUS_JS})().startsWith('stopped')")
-            stopped_at = _step(status())
-            assert stopped_at >= first
-            if DEFAULT_MODEL.exists():  # unmasked, as the canonical edit: the eye closes
-                button("Clear mask").click()
-                button("Start").click()
-                page.wait_for_function(
-                    f"() => {{ const s = ({STATUS_JS})(), m = s.match(/step (\\d+)/);"
-                    f" return s.startsWith('arrived') || (m && +m[1] > {stopped_at + 150}); }}",
-                    timeout=4 * TIMEOUT_MS,
-                )
-                if not status().startswith("arrived"):  # the e2e test asserts arrival
-                    button("Stop").click()
-                    page.wait_for_function(f"() => ({STATUS_JS})().startsWith('stopped')")
-            page.screenshot(path=str(ARTIFACTS / "widget_browser.png"), full_page=False)
+            assert _step(status()) > first + 2
             page.locator(".jp-OutputArea .lm-TabBar-tab", has_text="Image").click()
             page.screenshot(path=str(ARTIFACTS / "widget_browser_image_tab.png"))
             assert not button("Start").is_disabled()
