@@ -155,7 +155,14 @@ def load_latent(path: PathLike, G: Optional[Generator] = None) -> Tensor:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no latent file at {path}")
-    return _latent_shape(_pick(_read_latent_file(path), str(path)), str(path), G)
+    arrays = _read_latent_file(path)
+    if isinstance(arrays, dict) and "feature_warp" in arrays:
+        logger.warning(
+            "%s also holds the feature warp of a saved session's drags, which a latent alone "
+            "does not carry: the image will differ; load_session keeps both",
+            path,
+        )
+    return _latent_shape(_pick(arrays, str(path)), str(path), G)
 
 
 # ----------------------------------------------------------------------------- sessions

@@ -295,3 +295,15 @@ def test_a_session_saved_before_the_warp_existed_drags_without_it(
     config = {k: v for k, v in json.loads(out.read_text())["config"].items() if k != "warp"}
     _rewrite(out, config=config)
     assert DragConfig().warp > 0 and load_session(out, G, device="cpu").config.warp == 0.0
+
+
+def test_reading_only_the_latent_of_a_warped_session_says_the_warp_is_left(
+    G, tmp_path: Path, caplog
+) -> None:
+    from draggan_widget.export import load_latent
+
+    save_session(_warped(G), tmp_path / "warped.json", model="tiny")
+    with caplog.at_level("WARNING", logger="draggan_widget"):
+        ws = load_latent(tmp_path / "warped.latents.pt", G)
+    assert ws.shape == (1, G.num_ws, G.w_dim)
+    assert "feature warp" in caplog.text and "load_session keeps both" in caplog.text
