@@ -125,7 +125,7 @@ class DragConfig:
     of a warp of the feature block that moves what lies inside the region the drag may
     change (the mask, or what the hold leaves free; `drag.warp`). 0 = off (paper): only the
     latent moves, and under a mask little lands. Chosen on 24 masked random drags of the
-    bundled model (seed 101); on 72 drawn after, 0.50 land by the image check with 38 dB
+    bundled model (seed 101); on 96 drawn after, 0.48 land by the image check with 38 dB
     outside the mask, against 0.04 without (bench/README.md)."""
     mask_image: bool = True
     """The mask term also holds the coarse image the blocks up to the feature block have
