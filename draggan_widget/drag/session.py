@@ -127,7 +127,7 @@ class _Drag:
     arrived: Tensor  # [K] bool: handles that reached their target and rest (see `settle`)
     start: Tensor  # [K, 2] the handles when the drag started (see `anchor`)
     base_warp: Optional[Tensor]  # [1, 2, h, w] the session's feature warp when it started
-    warp: Optional[Tensor]  # [1, 2, h, w] the warp variable of a masked drag, requires grad
+    warp: Optional[Tensor]  # [1, 2, h, w] the warp variable of a local drag, requires grad
     warp_region: Optional[Tensor]  # [1, 1, h, w] where the warp variable may move things
     trace: list[StepResult] = field(default_factory=list)
     frame_stride: int = 1  # the trace keeps the frame of every frame_stride-th step
@@ -145,6 +145,7 @@ class _Drag:
         return moved if self.base_warp is None else self.base_warp + moved
 
     def variables(self) -> list[Tensor]:
+        """What the optimiser moves: the latent's part, and the warp variable if any."""
         return [self.param] if self.warp is None else [self.param, self.warp]
 
 
@@ -294,7 +295,7 @@ class DragSession:
 
     @property
     def feature_warp(self) -> Optional[Tensor]:
-        """What masked drags moved with the feature warp (`DragConfig.warp`): ``[1, 2, h, w]``
+        """What local drags moved with the feature warp (`DragConfig.warp`): ``[1, 2, h, w]``
         image px at the block of side ``h``, the value shown at ``p`` taken from ``p + field``;
         None where no drag warped (a copy). The image is the latent's, drawn through it."""
         with self._lock:
@@ -465,7 +466,7 @@ class DragSession:
 
         The reference features and every step's use the same precision, so the fixed-region
         loss compares like with like. A ``feature_warp`` applies at its own block, which must
-        not come after the feature block (`_warp_side`).
+        not come after the feature block (`_check_warp_block`).
         """
         at = side if feature_warp is None else feature_warp.shape[-2]
         with self._precision():
@@ -481,28 +482,26 @@ class DragSession:
             state = self.G.synthesis.advance(ws, state, until_res=side, force_fp32=True)
         return state._replace(x=state.x.float(), img=state.img.float())
 
-    def _warp_side(self, side: int) -> int:
-        """The block a drag's warp applies at: the session's warp's, else the feature block.
+    def _check_warp_block(self, side: int) -> None:
+        """A drag supervising the ``side`` block must see the session's warp: the warp's
+        block may not come after it (a drag's own warp variable lives at the same block).
 
         Raises:
             ValueError: the session's warp lies past the feature block ``side``.
         """
-        if self._warp is None:
-            return side
-        at = self._warp.shape[-2]
+        at = side if self._warp is None else self._warp.shape[-2]
         if at > side:
             raise ValueError(
                 f"this image holds a feature warp at the {at}-px block, after the {side}-px "
                 f"block that feature_res={self.config.feature_res} supervises, which cannot "
                 f"see it: set feature_res to {at} or more, or reset"
             )
-        return at
 
     def _start_drag(self) -> _Drag:
         cfg = self.config
         key = _DragKey.of(cfg, self.G, self.device, masked=self._mask is not None)
         ws, base_warp = self._ws, self._warp
-        self._warp_side(key.feature_side)  # raises when the feature block cannot see the warp
+        self._check_warp_block(key.feature_side)
         with torch.no_grad():
             state = self._features(ws, key.feature_side, base_warp)
             handles = torch.tensor(self._handles, dtype=torch.float32, device=self.device)

@@ -1,4 +1,4 @@
-"""A displacement field on one feature block: how a masked drag moves what lies inside.
+"""A displacement field on one feature block: how a local drag moves what lies near the points.
 
 W+ has no direction that moves content inside a small painted region while everything
 outside stays: measured on random masked drags, a setting that lands more of them changes
@@ -6,7 +6,7 @@ the protected region more (bench/README.md). A warp of one block's features (and
 image drawn so far), zero outside the painted region, is such a direction: the later blocks
 redraw the moved features with the same styles, so the moved content is re-rendered at its
 new place, and what lies outside the region changes only through those blocks' small
-kernels near its edge.
+kernels near its edge. Without a mask, the region is what `DragConfig.hold` leaves free.
 
 The field is kept in image pixels, ``[1, 2, h, w]`` (x then y) at the block of side ``h``: the
 value shown at ``p`` is the one found at ``p + field(p)``.
