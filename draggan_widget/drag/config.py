@@ -113,8 +113,9 @@ class DragConfig:
     not measured on the zoo's models (``DragConfig.paper()`` keeps 2e-3)."""
     lambda_mask: float = 60.0
     """Weight of the loss that keeps features outside the editable mask fixed (paper: 20).
-    With `warp` moving what lies inside, the latent need not move much: 60 keeps the
-    protected region at 38 dB where 20 keeps it at 36 (bench/README.md)."""
+    With `warp` moving what lies inside, the latent need not move much, and held harder
+    it changes the protected region less: on seed 101's masked drags, with `warp=0.25`,
+    150 / 60 kept it at 40.0 / 36.9 dB and landed 0.54 / 0.58 (bench/README.md)."""
     hold: float = 4.0
     """Unmasked drags: weight of the fixed-region term on what lies far from every handle's
     path (free within 0.1 of the side, held beyond 0.25); 0 = off (paper), so that a drag
