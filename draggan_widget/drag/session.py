@@ -510,17 +510,17 @@ class DragSession:
             )
         n_opt = key.n_opt
         param = (ws[:, :n_opt] if key.w_plus else ws[:, :1]).clone().requires_grad_(True)
+        editable = self._editable(handles, state.x.shape[-2:])
         groups: list[dict[str, Any]] = [{"params": [param], "lr": cfg.lr}]
         warp = region = None
-        if key.warp:
+        if key.warp:  # its block is the feature block unless an earlier warp's lies before
             hw = state.x.shape[-2:] if base_warp is None else base_warp.shape[-2:]
             warp = torch.zeros(1, 2, *hw, device=self.device, requires_grad=True)
-            region = self._editable(handles, hw)
+            region = editable if hw == editable.shape[-2:] else self._editable(handles, hw)
             groups.append({"params": [warp], "lr": cfg.warp})
         optimizer = torch.optim.Adam(groups)
         arrived = torch.zeros(len(handles), dtype=torch.bool, device=self.device)
         fixed = ws[:, n_opt:].clone()
-        editable = self._editable(handles, state.x.shape[-2:])
         return _Drag(
             *(param, fixed, key, state.x, state.img, editable, templates, optimizer, arrived),
             *(handles, base_warp, warp, region),
@@ -586,7 +586,7 @@ class DragSession:
             self._drag = drag
             self._ws = drag.ws().detach().clone()
             warp = drag.feature_warp()
-            self._warp = None if warp is None else warp.detach().clone()
+            self._warp = None if warp is None else warp.detach()  # never written in place
             self._handles = list(sup.points)
             self.step_count += 1
             result = StepResult(
