@@ -20,6 +20,7 @@ from httpfiles import FileServer
 
 from conftest import make_generator
 from draggan_widget.drag import DragConfig, DragSession
+from draggan_widget.drag.config import ADDED_FIELDS
 from draggan_widget.export import (
     SessionFileError,
     drag_frames,
@@ -171,15 +172,22 @@ class _Payload:
         return (os.system, ("echo pwned",))
 
 
+def _replace_latents(json_path: Path, arrays: dict) -> Path:
+    """Write ``arrays`` as the session's latents file and record its sha256, as a save would:
+    what loading then refuses is the content, not a mismatched file."""
+    latents = json_path.with_name(json_path.stem + ".latents.pt")
+    torch.save(arrays, latents)
+    files = json.loads(json_path.read_text())["files"]
+    digest = hashlib.sha256(latents.read_bytes()).hexdigest()
+    _rewrite(json_path, files={**files, "latents": {**files["latents"], "sha256": digest}})
+    return latents
+
+
 def test_a_latents_file_with_code_is_refused_without_unsafe_advice(
     G, session, tmp_path: Path
 ) -> None:
     out = save_session(session, tmp_path / "edit")
-    latents = tmp_path / "edit.latents.pt"
-    torch.save({"ws": session.ws, "x": _Payload()}, latents)
-    doc = json.loads(out.read_text())
-    doc["files"]["latents"]["sha256"] = hashlib.sha256(latents.read_bytes()).hexdigest()
-    out.write_text(json.dumps(doc))
+    latents = _replace_latents(out, {"ws": session.ws, "x": _Payload()})
     with pytest.raises(SessionFileError, match="system") as err:
         load_session(out, G, device="cpu")
     assert str(latents) in str(err.value)
@@ -236,13 +244,15 @@ def test_a_removed_field_at_its_neutral_value_still_loads(G, session, tmp_path: 
     assert load_session(out, G, device="cpu").config == session.config
 
 
-def test_a_session_saved_before_the_hold_existed_drags_without_it(
-    G, session, tmp_path: Path
+@pytest.mark.parametrize("name", sorted(ADDED_FIELDS))
+def test_a_session_saved_before_a_field_existed_drags_without_it(
+    G, session, tmp_path: Path, name: str
 ) -> None:
     out = save_session(session, tmp_path / "old.json", model="tiny")
-    config = {k: v for k, v in json.loads(out.read_text())["config"].items() if k != "hold"}
+    config = {k: v for k, v in json.loads(out.read_text())["config"].items() if k != name}
     _rewrite(out, config=config)
-    assert DragConfig().hold > 0 and load_session(out, G, device="cpu").config.hold == 0.0
+    loaded = getattr(load_session(out, G, device="cpu").config, name)
+    assert getattr(DragConfig(), name) > 0 and loaded == ADDED_FIELDS[name] == 0.0
 
 
 @pytest.mark.parametrize(("name", "value"), [("slow_down", 3.0), ("track_res", 64)])
@@ -279,22 +289,9 @@ def test_a_masked_drag_s_warp_is_saved_and_loads_to_the_same_image(G, tmp_path: 
 def test_a_warp_that_fits_no_block_is_a_session_file_error(G, tmp_path: Path) -> None:
     s = _warped(G)
     out = save_session(s, tmp_path / "warped.json", model="tiny")
-    latents = tmp_path / "warped.latents.pt"
-    torch.save({"ws": s.ws, "feature_warp": torch.zeros(1, 2, 5, 5)}, latents)
-    digest = hashlib.sha256(latents.read_bytes()).hexdigest()
-    doc = json.loads(out.read_text())
-    _rewrite(out, files={**doc["files"], "latents": {**doc["files"]["latents"], "sha256": digest}})
+    _replace_latents(out, {"ws": s.ws, "feature_warp": torch.zeros(1, 2, 5, 5)})
     with pytest.raises(SessionFileError, match="feature warp fits no feature block"):
         load_session(out, G, device="cpu")
-
-
-def test_a_session_saved_before_the_warp_existed_drags_without_it(
-    G, session, tmp_path: Path
-) -> None:
-    out = save_session(session, tmp_path / "old.json", model="tiny")
-    config = {k: v for k, v in json.loads(out.read_text())["config"].items() if k != "warp"}
-    _rewrite(out, config=config)
-    assert DragConfig().warp > 0 and load_session(out, G, device="cpu").config.warp == 0.0
 
 
 def test_reading_only_the_latent_of_a_warped_session_says_the_warp_is_left(
